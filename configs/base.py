@@ -1,0 +1,168 @@
+"""Every configuration key of csvr_jax, with the paper's defaults.
+
+Other configs import `get_config` from here and override. Library code reads keys directly
+(`config.optim.momentum`), never `config.get(key, default)`: a key that is not declared here does not
+exist. Variants are selected with one string argument (`--config=configs/k400.py:smoke`).
+"""
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+# Kinetics-400 mean/std used by torchvision's video models (their weights expect this normalisation).
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+def stage(name, steps, losses, trainable):
+  """One pretraining stage: which losses are active and which networks receive updates."""
+  return ConfigDict(dict(name=name, steps=steps, losses=tuple(losses), trainable=tuple(trainable)))
+
+
+ALL_NETWORKS = ('vnet', 'inet', 'heads', 'pose_g', 'pose_d', 'integration',
+                'video_g_rec', 'video_d_rec', 'video_g_pred', 'video_d_pred')
+
+
+def paper_stages(branch_steps, joint_steps):
+  """The paper's schedule: each branch separately, video GANs warmed up, then everything jointly."""
+  return (
+      stage('pose', branch_steps, ['pose'], ['pose_g', 'pose_d']),
+      stage('context', branch_steps, ['context'], ['vnet', 'inet', 'heads']),
+      stage('video_warmup', branch_steps, ['video'],
+            ['integration', 'video_g_rec', 'video_d_rec', 'video_g_pred', 'video_d_pred']),
+      stage('joint', joint_steps, ['pose', 'context', 'video'], list(ALL_NETWORKS)),
+  )
+
+
+def get_config(arg=None):
+  del arg
+  c = ConfigDict()
+  c.seed = 0
+  c.mode = 'pretrain'  # default mode when --mode is not given: pretrain|finetune|retrieval|linear_probe|export|demo
+
+  # ---------------------------------------------------------------- model
+  c.model = ConfigDict()
+  c.model.vnet = 'r3d_18'          # c3d | r3d_18 | r2plus1d_18 | mc3_18 | s3d
+  c.model.inet = 'r2d_10'
+  c.model.width = 1.0              # channel multiplier of V- and I-Network (tiny CPU configs use < 1)
+  c.model.dtype = 'float32'        # compute dtype (bfloat16 on accelerators); params stay float32
+  c.model.sync_bn = True           # BatchNorm statistics over the global batch (all devices)
+  c.model.embed_dim = 128          # output of the projection heads g^V, g^I
+  c.model.head_hidden = 512        # hidden width of the two-layer MLP heads
+  c.model.integration = 'adain'    # adain (eq. 3-5) | concat (Table I ablation)
+  c.model.num_joints = 18          # COCO-18 / OpenPose
+  c.model.pose_channels = 64       # width of the pose GAN's 1D convolutions
+  c.model.pose_encoder_layers = 6  # f_d is the output of the last of six encoder layers (Table III)
+  c.model.pose_noise_dim = 16
+  c.model.video_g_channels = 64    # base width of the video generators
+  c.model.video_d_channels = 32    # base width of the video discriminators
+  c.model.video_noise_dim = 32
+  c.model.dropout = 0.3            # before the classifier (finetuning)
+
+  # ---------------------------------------------------------------- data
+  c.data = ConfigDict()
+  c.data.dataset_dir = ''          # folder of the TFDS dataset built by data_prep.build (holds dataset_info.json)
+  c.data.train_split = 'train'
+  c.data.eval_split = 'test'
+  c.data.clip_len = 16
+  c.data.stride = 4
+  c.data.future_len = 16
+  c.data.crop_size = 112
+  c.data.short_side = 128
+  c.data.max_iframes = 4           # M_max: I-frames per clip, padded with a validity mask
+  c.data.iframe_margin = 5         # the clip window is widened by this many frames on each side (DCM)
+  c.data.short_video_policy = 'loop'  # loop | pad
+  c.data.num_workers = 2           # Grain worker processes per host (0 = in-process)
+  c.data.prefetch = 2
+  c.data.shuffle_seed = 0
+  c.data.mean = KINETICS_MEAN
+  c.data.std = KINETICS_STD
+  c.data.crop_scale = (0.2, 1.0)   # random resized crop area range
+  c.data.crop_ratio = (3 / 4, 4 / 3)
+  c.data.flip_prob = 0.5
+  c.data.jitter_prob = 0.8
+  c.data.jitter_strength = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
+  c.data.blur_prob = 0.5
+  c.data.blur_sigma = (0.1, 2.0)
+  c.data.num_eval_clips = 10       # uniformly spaced clips per video at test / retrieval time
+
+  # ---------------------------------------------------------------- training
+  c.train = ConfigDict()
+  c.train.batch_size = 16          # global batch (the paper: 16)
+  c.train.epochs = 200
+  c.train.total_steps = -1         # -1: derived from epochs and the dataset size
+  c.train.stages = paper_stages(branch_steps=0, joint_steps=-1)  # -1: the rest of total_steps
+  c.train.remat = False            # rematerialise backbone blocks where memory binds
+
+  # ---------------------------------------------------------------- optimiser (paper: SGD 0.9, lr 0.0005*B, wd 0.005)
+  c.optim = ConfigDict()
+  c.optim.name = 'sgd'
+  c.optim.lr_per_sample = 0.0005   # lr = lr_per_sample * global batch size
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 0.005
+  c.optim.schedule = 'constant'    # constant | cosine
+  c.optim.warmup_steps = 0
+  c.optim.grad_clip = 0.0          # 0 = off
+  c.optim.disc_name = 'adam'       # discriminators: adam | sgd (TGAN v2 / WGAN-GP practice uses Adam)
+  c.optim.disc_lr = 1e-4
+  c.optim.disc_b1 = 0.0
+  c.optim.disc_b2 = 0.9
+
+  # ---------------------------------------------------------------- losses
+  c.loss = ConfigDict()
+  c.loss.sigma_p = 0.75
+  c.loss.sigma_c = 0.75
+  c.loss.context = 'mi_info_nce'   # mi_info_nce | info_nce | l2 (Table IV)
+  c.loss.temperature = 0.07
+  c.loss.gan = 'bce'               # bce (non-saturating, eq. 1/6/7) | wgan
+  c.loss.gp_weight = 10.0          # WGAN-GP penalty weight
+  c.loss.pose_l2_weight = 1.0
+  c.loss.video_l2_weight = 1.0
+  c.loss.video_targets = 'both'    # both | reconstruction | prediction (Table V)
+  c.loss.branches = ('pose', 'context', 'video')  # Table I ablations drop branches here
+  c.gan_update = 'one_stage'       # one_stage (OSGAN) | alternating
+  c.n_critic = 1                   # D steps per G step in alternating mode
+
+  # ---------------------------------------------------------------- parallelism
+  c.mesh = (('data', -1),)
+  c.distributed = ConfigDict()
+  c.distributed.coordinator_address = ''  # empty: from SLURM / TPU environment, or single process
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
+
+  # ---------------------------------------------------------------- checkpointing and export
+  c.checkpoint = ConfigDict()
+  c.checkpoint.every_steps = 1000
+  c.checkpoint.keep = 3
+  c.checkpoint.init_from = ''      # finetune: export dir | torchvision .pth/.npz | '' (random init)
+
+  # ---------------------------------------------------------------- finetuning
+  c.finetune = ConfigDict()
+  c.finetune.num_classes = 101
+  c.finetune.batch_size = 32
+  c.finetune.epochs = 100
+  c.finetune.lr_per_sample = 1e-4
+  c.finetune.weight_decay = 0.003
+  c.finetune.total_steps = -1
+
+  # ---------------------------------------------------------------- evaluation
+  c.eval = ConfigDict()
+  c.eval.batch_size = 16
+  c.eval.retrieval_ks = (1, 5, 10, 20, 50)
+  c.eval.mean_center = False       # CoCLR centres features before L2 normalisation
+  c.eval.linear_probe_l2 = 1e-4
+  c.evals = ConfigDict()           # evaluators during pretraining: name -> dict(type=..., every_steps=...)
+
+  # ---------------------------------------------------------------- logging
+  c.logging = ConfigDict()
+  c.logging.log_every_steps = 50
+  c.logging.image_every_steps = 1000
+  c.logging.progress_bar = True
+
+  # ---------------------------------------------------------------- demo (embedded SynthActions run)
+  c.demo = ConfigDict()
+  c.demo.data_dir = 'data/synth_actions'
+  c.demo.classes = 10
+  c.demo.videos_per_class = 20
+  c.demo.frames = 64
+  c.demo.size = 128
+  return c

@@ -1,0 +1,1 @@
+"""csvr_jax: JAX/Flax implementation of CSVR self-supervised video representation learning."""

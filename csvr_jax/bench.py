@@ -1,0 +1,46 @@
+"""Benchmarks: `python -m csvr_jax.bench --report=flops` | `--what=pipeline` | `--what=finetune_step,...`.
+
+Each benchmark prints ratios against a reference measured in the same run; the work lives in
+csvr_jax/benchmarks/ (one module per concern), this file only dispatches.
+"""
+import importlib
+import sys
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_string('report', None, 'Analytic report: flops.')
+flags.DEFINE_list('what', [], 'Measured benchmarks: pipeline, finetune_step, pretrain_step, data_prep.')
+FLAGS = flags.FLAGS
+
+# name -> "module:function"; each function takes no arguments and reads its own flags.
+BENCHMARKS = {
+    'flops': 'csvr_jax.benchmarks.flops:main',
+    'pipeline': 'csvr_jax.benchmarks.pipeline:main',
+    'finetune_step': 'csvr_jax.benchmarks.steps:main',
+    'pretrain_step': 'csvr_jax.benchmarks.steps:main',
+    'data_prep': 'data_prep.bench:main',
+}
+
+
+def main(argv):
+  del argv
+  names = ([FLAGS.report] if FLAGS.report else []) + list(FLAGS.what)
+  if not names:
+    print('error: give --report=flops or --what=NAME[,NAME]', file=sys.stderr)
+    sys.exit(2)
+  done = set()
+  for name in names:
+    if name not in BENCHMARKS:
+      print(f'error: unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}', file=sys.stderr)
+      sys.exit(2)
+    target = BENCHMARKS[name]
+    if target in done:  # finetune_step and pretrain_step share one runner that reads --what itself
+      continue
+    done.add(target)
+    module_name, func = target.split(':')
+    getattr(importlib.import_module(module_name), func)()
+
+
+if __name__ == '__main__':
+  app.run(main)

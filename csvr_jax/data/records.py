@@ -1,0 +1,39 @@
+"""The record schema shared by data_prep (writer) and the Grain pipelines (reader).
+
+One record per video. Stored with TFDS in ArrayRecord files and read with `tfds.data_source`-style random
+access, without TensorFlow: only TFDS features that work without TF are used (DESIGN.md section 4).
+"""
+import numpy as np
+
+NUM_JOINTS = 18  # COCO-18 / OpenPose order
+
+# COCO-18 joint order (OpenPose): used for the left/right swap on horizontal flips.
+COCO18_JOINTS = ('nose', 'neck', 'r_shoulder', 'r_elbow', 'r_wrist', 'l_shoulder', 'l_elbow', 'l_wrist',
+                 'r_hip', 'r_knee', 'r_ankle', 'l_hip', 'l_knee', 'l_ankle', 'r_eye', 'l_eye', 'r_ear', 'l_ear')
+# Index permutation that maps each joint to its mirror image (left <-> right).
+COCO18_FLIP_PERMUTATION = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
+
+
+def features(class_names):
+  """The TFDS FeaturesDict of one video record.
+
+  video_id: str; label: class index; num_frames: int32; fps: float32;
+  frames: (num_frames,) JPEG bytes, each frame at short side 128 (object ndarray when read);
+  keyframe_indices: (K,) int32 display-order indices of the codec's I-frames;
+  poses: (num_frames, 18, 3) float16 = (x, y) in [0, 1] and confidence (0 where no person);
+  pose_source: str ('openpose', 'kinetics_skeleton', 'none', ...); gop: int32 (0 = original encoding,
+  else the fixed GOP the video was re-encoded with).
+  """
+  import tensorflow_datasets as tfds  # deferred: importing TFDS is slow and not needed by pure helpers
+  f = tfds.features
+  return f.FeaturesDict({
+      'video_id': f.Tensor(shape=(), dtype=np.object_),
+      'label': f.ClassLabel(names=list(class_names)),
+      'num_frames': f.Tensor(shape=(), dtype=np.int32),
+      'fps': f.Tensor(shape=(), dtype=np.float32),
+      'frames': f.Tensor(shape=(None,), dtype=np.object_),
+      'keyframe_indices': f.Tensor(shape=(None,), dtype=np.int32),
+      'poses': f.Tensor(shape=(None, NUM_JOINTS, 3), dtype=np.float16),
+      'pose_source': f.Tensor(shape=(), dtype=np.object_),
+      'gop': f.Tensor(shape=(), dtype=np.int32),
+  })

@@ -1,0 +1,80 @@
+"""Entry point: `python -m csvr_jax.main --config=configs/k400.py --workdir=runs/k400 [--mode=...]`.
+
+Thin on purpose (flax examples): parse flags, pick the mode function, call it with (config, workdir).
+The logic lives in importable libraries so that Colab and tests can call it directly.
+"""
+import importlib
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+# mode -> "module:function"; each function takes (config, workdir).
+MODES = {
+    'pretrain': 'csvr_jax.train.pretrain:run',
+    'export': 'csvr_jax.checkpoint:export_mode',
+    'finetune': 'csvr_jax.train.finetune:run',
+    'retrieval': 'csvr_jax.train.evaluate:retrieval_mode',
+    'linear_probe': 'csvr_jax.train.evaluate:linear_probe_mode',
+    'demo': 'csvr_jax.demo:run',
+}
+
+config_flags.DEFINE_config_file('config', None, 'Path to a config file (optionally :variant), e.g. '
+                                'configs/demo.py:quick.', lock_config=True)
+flags.mark_flag_as_required('config')
+flags.DEFINE_string('workdir', 'runs/default', 'Where checkpoints, logs and reports go.')
+flags.DEFINE_string('mode', None, f'One of {sorted(MODES)}; default: config.mode.')
+FLAGS = flags.FLAGS
+
+
+class UserError(Exception):
+  """An error whose message is the whole story: printed as one line, exit status 2."""
+
+
+def resolve_mode(name):
+  """Returns the mode's function, or raises UserError for an unknown or not yet implemented mode."""
+  if name not in MODES:
+    raise UserError(f'unknown --mode={name!r}; choose one of {sorted(MODES)}')
+  module_name, func_name = MODES[name].split(':')
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name == module_name:
+      raise UserError(f'mode {name!r} is not implemented yet ({module_name} does not exist)') from None
+    raise
+  if not hasattr(module, func_name):
+    raise UserError(f'mode {name!r} is not implemented yet ({module_name}.{func_name} does not exist)')
+  return getattr(module, func_name)
+
+
+def parse_flags(argv):
+  """absl's parser, but a bad flag, config file or config override is one line, not a traceback."""
+  try:
+    rest = FLAGS(argv)
+    FLAGS.config.mode  # the config file loads lazily: force it here so its errors are caught too
+    return rest
+  except (AttributeError, KeyError) as e:
+    print(f'error: unknown config key {str(e).strip(chr(34))} (every key is declared in configs/base.py)',
+          file=sys.stderr)
+  except (flags.Error, OSError, TypeError, ValueError) as e:
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+    print(f'error: bad command line: {lines[-1] if lines else type(e).__name__}', file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  config = FLAGS.config
+  mode = FLAGS.mode or config.mode
+  try:
+    run = resolve_mode(mode)
+    run(config, FLAGS.workdir)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

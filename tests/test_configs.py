@@ -1,0 +1,65 @@
+"""Every config loads, sets only keys declared in base, and the CLI rejects unknown keys in one line."""
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import base
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')) if not p.endswith('__init__.py'))
+VARIANTS = {'demo.py': [None, 'quick'], 'k400.py': [None, 'smoke'], 'ucf101.py': [None, 'smoke']}
+
+
+def load(path, arg):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def flat_keys(cfg, prefix=''):
+  out = {}
+  for k, v in cfg.items():
+    if hasattr(v, 'items') and not isinstance(v, dict):
+      out.update(flat_keys(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+def test_config_loads_and_declares_nothing_new(path):
+  base_keys = set(flat_keys(base.get_config()))
+  for arg in VARIANTS.get(os.path.basename(path), [None]):
+    keys = set(flat_keys(load(path, arg)))
+    assert keys <= base_keys, f'{path}:{arg} sets keys missing from base: {sorted(keys - base_keys)}'
+
+
+def test_paper_defaults():
+  c = base.get_config()
+  assert (c.loss.sigma_p, c.loss.sigma_c) == (0.75, 0.75)
+  assert (c.data.clip_len, c.data.stride, c.data.crop_size, c.train.batch_size) == (16, 4, 112, 16)
+  assert (c.optim.lr_per_sample, c.optim.momentum, c.optim.weight_decay) == (0.0005, 0.9, 0.005)
+
+
+def run_main(*args):
+  return subprocess.run([sys.executable, '-m', 'csvr_jax.main', *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+
+
+def test_unknown_config_key_is_one_line():
+  r = run_main('--config=configs/demo.py', '--config.no_such_key=1')
+  assert r.returncode != 0
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'no_such_key' in lines[0], r.stderr
+
+
+def test_unknown_mode_is_one_line():
+  r = run_main('--config=configs/demo.py', '--mode=nope')
+  assert r.returncode != 0
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'nope' in lines[0], r.stderr

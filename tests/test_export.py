@@ -1,0 +1,22 @@
+"""The export format round-trips exactly."""
+import numpy as np
+import pytest
+
+from csvr_jax import checkpoint
+
+
+def test_export_roundtrip(tmp_path):
+  variables = {'params': {'conv': {'kernel': np.arange(6, dtype=np.float32).reshape(2, 3)}},
+               'batch_stats': {'bn': {'mean': np.ones(3, np.float32)}}}
+  meta = dict(arch='r3d_18', width=1.0, clip_len=16, crop_size=112, mean=[0.4] * 3, std=[0.2] * 3, step=7,
+              source='test')
+  checkpoint.save_backbone_export(tmp_path / 'export', variables, meta)
+  got, got_meta = checkpoint.load_backbone_export(tmp_path / 'export')
+  assert got_meta == meta
+  np.testing.assert_array_equal(got['params']['conv']['kernel'], variables['params']['conv']['kernel'])
+  np.testing.assert_array_equal(got['batch_stats']['bn']['mean'], variables['batch_stats']['bn']['mean'])
+
+
+def test_missing_export_is_clear(tmp_path):
+  with pytest.raises(FileNotFoundError, match='not a csvr_jax export'):
+    checkpoint.load_backbone_export(tmp_path)
