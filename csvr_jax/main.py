@@ -25,6 +25,7 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file (optional
 flags.mark_flag_as_required('config')
 flags.DEFINE_string('workdir', 'runs/default', 'Where checkpoints, logs and reports go.')
 flags.DEFINE_string('mode', None, f'One of {sorted(MODES)}; default: config.mode.')
+flags.DEFINE_bool('dry_run', False, 'Load the config, check the mode, print what would run, and exit.')
 FLAGS = flags.FLAGS
 
 
@@ -70,6 +71,10 @@ def main(argv):
   mode = FLAGS.mode or config.mode
   try:
     run = resolve_mode(mode)
+    if FLAGS.dry_run:
+      print(f'dry run: mode={mode} workdir={FLAGS.workdir} vnet={config.model.vnet} '
+            f'batch={config.train.batch_size} dataset_dir={config.data.dataset_dir or "-"}')
+      return
     run(config, FLAGS.workdir)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
