@@ -3,9 +3,12 @@
 One record per video. Stored with TFDS in ArrayRecord files and read with `tfds.data_source`-style random
 access, without TensorFlow: only TFDS features that work without TF are used (DESIGN.md section 4).
 """
+import os
+
 import numpy as np
 
 NUM_JOINTS = 18  # COCO-18 / OpenPose order
+FIELDS = ('video_id', 'label', 'num_frames', 'fps', 'frames', 'keyframe_indices', 'poses', 'pose_source', 'gop')
 
 # COCO-18 joint order (OpenPose): used for the left/right swap on horizontal flips.
 COCO18_JOINTS = ('nose', 'neck', 'r_shoulder', 'r_elbow', 'r_wrist', 'l_shoulder', 'l_elbow', 'l_wrist',
@@ -37,3 +40,34 @@ def features(class_names):
       'pose_source': f.Tensor(shape=(), dtype=np.object_),
       'gop': f.Tensor(shape=(), dtype=np.int32),
   })
+
+
+def _builder(dataset_dir):
+  import tensorflow_datasets as tfds  # deferred, see features()
+  if not os.path.isfile(os.path.join(dataset_dir, 'dataset_info.json')):
+    raise FileNotFoundError(f'{dataset_dir}: not a dataset folder (no dataset_info.json); '
+                            'build one with `python -m data_prep.build`')
+  return tfds.builder_from_directory(dataset_dir)
+
+
+def open_split(dataset_dir, split):
+  """Random-access source over one split: `len(src)`, `src[i]` -> dict of numpy values; no TensorFlow.
+
+  `src[i]`: video_id bytes, label int, num_frames int, fps float, frames (F,) object ndarray of JPEG bytes,
+  keyframe_indices (K,) int32, poses (F, 18, 3) float16, pose_source bytes, gop int. The source pickles (for
+  Grain worker processes). `dataset_dir` is the folder holding dataset_info.json.
+  """
+  builder = _builder(dataset_dir)
+  if split not in builder.info.splits:
+    raise KeyError(f'{dataset_dir}: no split {split!r}; it has {sorted(builder.info.splits)}')
+  return builder.as_data_source(split)
+
+
+def class_names(dataset_dir):
+  """The label names of a dataset, in label-index order."""
+  return list(_builder(dataset_dir).info.features['label'].names)
+
+
+def split_names(dataset_dir):
+  """The split names of a dataset (e.g. ['test', 'train'])."""
+  return sorted(_builder(dataset_dir).info.splits)
