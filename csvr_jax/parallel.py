@@ -1,0 +1,133 @@
+"""Data parallelism: multi-host start-up, the device mesh, shard_map'd steps, host batch -> global array.
+
+Every step runs under `jax.shard_map` with the batch split over the mesh axis 'data' and the train state
+replicated. The trap (DESIGN.md section 4): with `check_vma=True`, the gradient of a replicated parameter
+computed inside shard_map is ALREADY summed over the devices. A per-device loss is the mean over the local
+batch, so the summed gradient is `axis_size` times the gradient of the global-batch mean: `grads_to_global_mean`
+divides by the axis size instead of the pmap-era `lax.pmean(grads)` (which would leave it axis_size too large).
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA = 'data'
+
+
+class ParallelConfigError(ValueError):
+  """A parallelism configuration that cannot work; the message is one line."""
+
+
+def initialize(config):
+  """Starts jax.distributed when more than one process takes part; a no-op for a single process.
+
+  Order: explicit `config.distributed.coordinator_address` (+ num_processes, process_id); else SLURM with
+  more than one task, or a multi-host TPU VM (auto-detected by JAX); else nothing. Call before any other JAX
+  work. Returns (process_index, process_count).
+  """
+  d = config.distributed
+  if d.coordinator_address:
+    if d.num_processes < 1 or d.process_id < 0:
+      raise ParallelConfigError('config.distributed.coordinator_address is set: set config.distributed.'
+                                'num_processes (>= 1) and config.distributed.process_id (>= 0) too')
+    jax.distributed.initialize(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
+                               process_id=d.process_id)
+  elif int(os.environ.get('SLURM_NTASKS', '1')) > 1 or _is_multihost_tpu():
+    jax.distributed.initialize()  # JAX's cluster detection reads SLURM_* / the TPU metadata
+  return jax.process_index(), jax.process_count()
+
+
+def _is_multihost_tpu():
+  hosts = os.environ.get('TPU_WORKER_HOSTNAMES', '')
+  return len([h for h in hosts.split(',') if h]) > 1
+
+
+def make_mesh(config, devices=None):
+  """Mesh over all devices of all hosts from `config.mesh`, e.g. (('data', -1),); -1 takes the rest."""
+  devices = list(jax.devices() if devices is None else devices)
+  names = tuple(name for name, _ in config.mesh)
+  sizes = [int(size) for _, size in config.mesh]
+  if DATA not in names:
+    raise ParallelConfigError(f"config.mesh={tuple(config.mesh)} has no 'data' axis")
+  if sizes.count(-1) > 1:
+    raise ParallelConfigError(f'config.mesh={tuple(config.mesh)}: at most one axis may be -1')
+  known = int(np.prod([s for s in sizes if s != -1]))
+  if len(devices) % known:
+    raise ParallelConfigError(f'config.mesh={tuple(config.mesh)} does not divide {len(devices)} devices')
+  sizes = [len(devices) // known if s == -1 else s for s in sizes]
+  if int(np.prod(sizes)) != len(devices):
+    raise ParallelConfigError(f'config.mesh={tuple(config.mesh)} -> {sizes} does not use all {len(devices)} '
+                              'devices')
+  axis_types = (jax.sharding.AxisType.Explicit,) * len(names)
+  return jax.make_mesh(sizes, names, axis_types=axis_types, devices=devices)
+
+
+def data_size(mesh):
+  """Number of ways the batch is split."""
+  return mesh.shape[DATA]
+
+
+def check_global_batch(batch_size, mesh, key='config.train.batch_size'):
+  """One-line error unless the global batch splits evenly over the 'data' axis (and over processes)."""
+  n = data_size(mesh)
+  if batch_size % n:
+    raise ParallelConfigError(f'{key}={batch_size} is not divisible by the {n} devices of the mesh axis '
+                              f"'data' (use a multiple of {n})")
+  if batch_size % jax.process_count():
+    raise ParallelConfigError(f'{key}={batch_size} is not divisible by the {jax.process_count()} processes')
+  return batch_size // n
+
+
+def local_batch_size(batch_size):
+  """Rows of the global batch that this process loads."""
+  return batch_size // jax.process_count()
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh):
+  """Leading (batch) axis split over 'data', the rest replicated."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def host_to_global(host_batch, mesh):
+  """This process's rows of the batch (numpy tree) -> one global jax.Array per leaf, batch split on 'data'."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), host_batch)
+
+
+def replicate(tree, mesh):
+  """Puts a host tree (the same on every process) on every device."""
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding,
+                                                            lambda idx: np.asarray(x)[idx]), tree)
+
+
+def data_parallel(fn, mesh, in_specs, out_specs):
+  """`jax.shard_map(fn)` over the mesh; specs use `BATCH` (split on 'data') and `REPLICATED`."""
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=True)
+
+
+BATCH = P(DATA)
+REPLICATED = P()
+
+
+def grads_to_global_mean(grads, axis_name=DATA):
+  """Gradients of replicated params inside shard_map (already psum'd, see module doc) -> global-mean grads."""
+  n = jax.lax.axis_size(axis_name)
+  return jax.tree.map(lambda g: g / n, grads)
+
+
+def global_mean(tree, axis_name=DATA):
+  """Per-device scalars (local-batch means) -> the global-batch mean, identical on every device."""
+  return jax.tree.map(lambda x: jax.lax.pmean(x, axis_name), tree)
+
+
+def sample_index(local_batch, axis_name=DATA):
+  """(local_batch,) int32 indices of this device's rows in the global batch (inside shard_map)."""
+  return jax.lax.axis_index(axis_name) * local_batch + jnp.arange(local_batch, dtype=jnp.int32)
