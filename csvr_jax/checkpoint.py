@@ -44,3 +44,120 @@ def load_backbone_export(export_dir):
   with ocp.StandardCheckpointer() as ckptr:
     variables = ckptr.restore(os.path.join(export_dir, VARIABLES_DIR))
   return variables, meta
+
+
+# ------------------------------------------------------------------------------- training checkpoints
+#
+# workdir/checkpoints/<step>/{state, data, config}: the whole TrainState (params, batch_stats, optimizer
+# states, step, rng as raw uint32 key data), the Grain iterator state of every process, and the config as
+# JSON. Saves are asynchronous and atomic (orbax writes to a temporary folder and renames), so a kill -9
+# during a save leaves the previous checkpoint as the latest.
+
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def _json_config(config):
+  return json.loads(config.to_json_best_effort())
+
+
+class TrainCheckpointer:
+  """Saves / restores (train state, data iterator, config) under workdir/checkpoints; keeps the last `keep`."""
+
+  def __init__(self, workdir, keep):
+    import grain  # pylint: disable=g-import-not-at-top
+    self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    self._grain = grain.checkpoint
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'data': grain.checkpoint.CheckpointHandler(),
+                       'config': ocp.JsonCheckpointHandler()})
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def save(self, step, state, data_iter=None, config=None):
+    """Starts an asynchronous save of step `step` (a no-op if that step is already saved)."""
+    if step in self.manager.all_steps():
+      return False
+    items = {'state': ocp.args.StandardSave(state)}
+    if data_iter is not None:
+      items['data'] = self._grain.CheckpointSave(data_iter)
+    if config is not None:
+      items['config'] = ocp.args.JsonSave(_json_config(config))
+    return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore(self, abstract_state, data_iter=None, step=None):
+    """Restores the train state onto abstract_state's shardings (and the iterator in place) -> state."""
+    step = self.manager.latest_step() if step is None else step
+    items = {'state': ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      items['data'] = self._grain.CheckpointRestore(data_iter)
+    return self.manager.restore(step, args=ocp.args.Composite(**items))['state']
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def abstract_like(state):
+  """ShapeDtypeStructs (with shardings) of a state tree, the target for `TrainCheckpointer.restore`."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, 'sharding', None)),
+                      state)
+
+
+class PreemptionFlag:
+  """Turns SIGTERM (SLURM / TPU preemption notice) into a flag the loop polls: save, then exit cleanly."""
+
+  def __init__(self):
+    import signal  # pylint: disable=g-import-not-at-top
+    self.raised = False
+    self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+  def _handler(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def any_process(self):
+    """True when any process got SIGTERM (a collective when several processes run: call it in lockstep)."""
+    if jax.process_count() == 1:
+      return self.raised
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return bool(np.max(multihost_utils.process_allgather(np.int32(self.raised))))
+
+  def restore(self):
+    import signal  # pylint: disable=g-import-not-at-top
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def read_checkpoint_item(workdir, item='state', step=None):
+  """Restores one item of a training checkpoint without knowing its structure (numpy leaves) -> (tree, step)."""
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'{directory} not found: no training checkpoint in this workdir (run --mode=pretrain)')
+  handler = ocp.JsonCheckpointHandler() if item == 'config' else ocp.StandardCheckpointHandler()
+  with ocp.CheckpointManager(directory, item_handlers={item: handler},
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'{directory} holds no complete checkpoint')
+    args = ocp.args.JsonRestore() if item == 'config' else ocp.args.StandardRestore()
+    return manager.restore(step, args=ocp.args.Composite(**{item: args}))[item], step
+
+
+def export_mode(config, workdir):
+  """`--mode=export`: the latest checkpoint's V-Network (params + batch_stats) -> workdir/export/."""
+  state, step = read_checkpoint_item(workdir)
+  variables = {'params': state['params']['vnet'], 'batch_stats': state['batch_stats'].get('vnet', {})}
+  meta = dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(config.data.clip_len),
+              crop_size=int(config.data.crop_size), mean=list(config.data.mean), std=list(config.data.std),
+              step=int(step), source=os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step)))
+  export_dir = os.path.join(workdir, 'export')
+  if jax.process_index() == 0:
+    save_backbone_export(export_dir, variables, meta)
+    print(f'exported V-Network {meta["arch"]} (step {step}) to {os.path.abspath(export_dir)}')
+  return export_dir
