@@ -150,6 +150,8 @@ def get_config(arg=None):
   c.eval.retrieval_ks = (1, 5, 10, 20, 50)
   c.eval.mean_center = False       # CoCLR centres features before L2 normalisation
   c.eval.linear_probe_l2 = 1e-4
+  c.eval.method_name = ''          # row label in report.md; '' = from the export's meta ('Random init' if none)
+  c.eval.knn_k = 1                 # neighbours of the kNN classifier (1 = nearest neighbour)
   c.evals = ConfigDict()           # evaluators during pretraining: name -> dict(type=..., every_steps=...)
 
   # ---------------------------------------------------------------- logging

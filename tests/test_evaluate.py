@@ -1,0 +1,131 @@
+"""Downstream metrics: retrieval R@k and kNN against brute force, linear probe, per-video averaging."""
+import numpy as np
+import pytest
+
+from csvr_jax.train import downstream_metrics as dm
+
+
+def brute_force_recall(q, ql, g, gl, ks):
+  """Full stable sort per query: similarity descending, then gallery index ascending."""
+  qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+  gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+  out = {}
+  for k in ks:
+    hits = []
+    for i in range(len(q)):
+      sim = np.array([float(np.dot(qn[i], gn[j])) for j in range(len(g))])
+      order = np.lexsort((np.arange(len(g)), -sim))
+      hits.append(bool((gl[order[:k]] == ql[i]).any()))
+    out[f'R@{k}'] = float(np.mean(hits))
+  return out
+
+
+def tied_features(rng, n, dim, num_distinct):
+  """Rows drawn from a few one-hot vectors: similarities are exactly 0 or 1, so ties are exact."""
+  return np.eye(dim)[rng.integers(0, num_distinct, n)]
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_retrieval_recall_matches_brute_force_random(seed):
+  rng = np.random.default_rng(seed)
+  q, g = rng.normal(size=(37, 8)), rng.normal(size=(53, 8))
+  ql, gl = rng.integers(0, 6, 37), rng.integers(0, 5, 53)  # class 5 never appears in the gallery
+  ks = (1, 5, 10, 20, 50, 100)
+  got = dm.retrieval_recall(q, ql, g, gl, ks)
+  want = brute_force_recall(q, ql, g, gl, ks)
+  assert got == pytest.approx(want, abs=1e-12)
+  assert got['R@100'] == pytest.approx(np.mean(ql < 5))  # whole gallery: only absent classes miss
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_retrieval_recall_ties_broken_by_gallery_index(seed):
+  rng = np.random.default_rng(seed)
+  q, g = tied_features(rng, 40, 6, 3), tied_features(rng, 30, 6, 3)
+  ql, gl = rng.integers(0, 4, 40), rng.integers(0, 3, 30)
+  ks = (1, 2, 5, 10, 20)
+  assert dm.retrieval_recall(q, ql, g, gl, ks) == pytest.approx(brute_force_recall(q, ql, g, gl, ks))
+
+
+def test_retrieval_tie_rule_explicit():
+  # Three gallery items equal to the query; only the last shares its class: rank 2 (indices 0, 1 come first).
+  g = np.ones((3, 4))
+  gl = np.array([1, 2, 0])
+  got = dm.retrieval_recall(np.ones((1, 4)), np.array([0]), g, gl, ks=(1, 2, 3))
+  assert got == {'R@1': 0.0, 'R@2': 0.0, 'R@3': 1.0}
+  np.testing.assert_array_equal(dm.first_hit_rank(np.ones((1, 4)), [0], g, gl), [2])
+  np.testing.assert_array_equal(dm.first_hit_rank(np.ones((1, 4)), [7], g, gl), [dm.NO_HIT])  # absent class
+
+
+def test_retrieval_recall_bad_shapes():
+  with pytest.raises(ValueError, match='embeddings'):
+    dm.retrieval_recall(np.ones((2, 3)), [0, 1], np.ones((2, 4)), [0, 1])
+
+
+def test_knn_matches_brute_force():
+  rng = np.random.default_rng(3)
+  q, g = rng.normal(size=(25, 5)), rng.normal(size=(40, 5))
+  ql, gl = rng.integers(0, 4, 25), rng.integers(0, 4, 40)
+  qn, gn = dm.l2_normalize(q), dm.l2_normalize(g)
+  nearest = gl[np.argmax(qn @ gn.T, axis=1)]
+  assert dm.knn_accuracy(q, ql, g, gl, k=1) == pytest.approx(np.mean(nearest == ql))
+  assert dm.knn_accuracy(q, ql, g, gl, k=1) == pytest.approx(dm.retrieval_recall(q, ql, g, gl, (1,))['R@1'])
+  preds = dm.knn_predict(q, g, gl, k=5)
+  for i in range(len(q)):
+    order = np.lexsort((np.arange(len(g)), -(gn @ qn[i])))[:5]
+    counts = np.bincount(gl[order], minlength=4)
+    assert counts[preds[i]] == counts.max()
+
+
+def test_mean_center_changes_embedding_as_coclr():
+  x = np.array([[1.0, 1.0], [3.0, 1.0]])
+  np.testing.assert_allclose(dm.l2_normalize(x, mean_center=True), [[-1, 0], [1, 0]])
+
+
+def test_linear_probe_separable_reaches_100_percent():
+  rng = np.random.default_rng(0)
+  num_classes, dim = 5, 16
+  centres = rng.normal(size=(num_classes, dim)) * 4
+  y = rng.integers(0, num_classes, 300)
+  x = centres[y] + rng.normal(size=(300, dim)) * 0.5
+  yt = rng.integers(0, num_classes, 100)
+  xt = centres[yt] + rng.normal(size=(100, dim)) * 0.5
+  probe = dm.fit_linear_probe(x, y, num_classes, l2=1e-4)
+  train_acc = np.mean(np.argmax(dm.predict_linear_probe(probe, x), 1) == y)
+  test_acc = np.mean(np.argmax(dm.predict_linear_probe(probe, xt), 1) == yt)
+  assert train_acc == 1.0 and test_acc >= 0.99
+  assert probe['iters'] > 1
+
+
+def test_linear_probe_learns_non_trivial_direction():
+  # Labels depend on one coordinate only: the probe must find it (chance = 50%).
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(400, 10))
+  y = (x[:, 3] > 0).astype(int)
+  probe = dm.fit_linear_probe(x[:300], y[:300], 2)
+  assert np.mean(np.argmax(dm.predict_linear_probe(probe, x[300:]), 1) == y[300:]) > 0.9
+  assert np.argmax(np.abs(probe['w'][:, 1] - probe['w'][:, 0])) == 3
+
+
+def test_average_per_video_ignores_padding_and_uses_video_index():
+  rows = np.array([[1.0], [3.0], [100.0], [5.0], [7.0], [-50.0]])
+  video_index = np.array([1, 1, 0, 0, 2, 0])  # padding rows carry a real-looking index on purpose
+  valid = np.array([True, True, False, True, True, False])
+  means, counts = dm.average_per_video(rows, video_index, valid, 3)
+  np.testing.assert_allclose(means[:, 0], [5.0, 2.0, 7.0])
+  np.testing.assert_array_equal(counts, [1, 2, 1])
+
+
+def test_average_per_video_refuses_a_missing_video():
+  with pytest.raises(ValueError, match='no valid clip'):
+    dm.average_per_video(np.ones((3, 2)), [0, 0, 2], [True, True, False], 3)
+
+
+def test_classification_metrics():
+  probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.35, 0.25]])
+  labels = np.array([0, 1, 1, 0])
+  m = dm.classification_metrics(probs, labels, 3)
+  assert m['top1'] == 0.75 and m['top5'] == 1.0
+  np.testing.assert_array_equal(m['confusion'], [[2, 0, 0], [0, 1, 1], [0, 0, 0]])
+  assert m['per_class_accuracy'][0] == 1.0 and m['per_class_accuracy'][1] == 0.5
+  assert np.isnan(m['per_class_accuracy'][2])  # no test video of class 2
+  assert m['mean_class_accuracy'] == 0.75

@@ -1,0 +1,91 @@
+"""Report generation: results.json -> report.md table in the paper's format + per-class and Table II PNGs."""
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from configs import base
+from csvr_jax import report
+
+
+def _run(method, step, epochs=None, init_from='x', dataset='ucf101'):
+  return {'method': method, 'backbone': 'r3d_18', 'pretrain_data': 'UCF101', 'epochs': epochs,
+          'pretrain_step': step, 'resolution': 112, 'clip_len': 16, 'dataset': dataset, 'init_from': init_from,
+          'pretext': {}}
+
+
+def _fill(workdir):
+  classes = [f'class_{i}' for i in range(7)]
+  for i, epoch in enumerate((1, 5, 10)):
+    run = _run('CSVR', step=100 * epoch, epochs=epoch, init_from=f'runs/ep{epoch}')
+    run['pretext'] = {'context/top1': 0.3 + 0.1 * i, 'pose/mse': 0.3 / (i + 1)}
+    report.update_results(workdir, run, {'finetune/top1': 0.6 + 0.1 * i, 'finetune/top5': 0.9})
+  run = _run('CSVR', step=1000, epochs=10, init_from='runs/ep10')
+  report.update_results(workdir, run, {'retrieval/R@1': 0.5, 'retrieval/R@5': 0.7},
+                        per_class={'finetune': {c: (i + 1) / 8 for i, c in enumerate(classes)}})
+  scratch = _run('Random init', step=None, init_from='')
+  report.update_results(workdir, scratch, {'finetune/top1': 0.4, 'linear_probe/top1': float('nan')},
+                        per_class={'finetune': {c: 0.3 if i % 2 else None for i, c in enumerate(classes)}})
+
+
+def _assert_real_plot(path, min_size=(300, 200)):
+  img = np.asarray(Image.open(path).convert('RGB'), np.float32)
+  assert img.shape[1] >= min_size[0] and img.shape[0] >= min_size[1]
+  # Not blank: many distinct colours and a non-trivial share of non-white pixels.
+  assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20
+  assert np.mean(img.min(axis=2) < 200) > 0.01
+
+
+def test_results_merge_by_identity(tmp_path):
+  workdir = str(tmp_path)
+  _fill(workdir)
+  runs = report.load_results(workdir)['runs']
+  assert len(runs) == 4  # three CSVR checkpoints + random init; the second ep10 call merged
+  ep10 = [r for r in runs if r['init_from'] == 'runs/ep10'][0]
+  assert ep10['metrics']['finetune/top1'] == 0.8 and ep10['metrics']['retrieval/R@1'] == 0.5
+  assert ep10['pretext']['context/top1'] == 0.5  # kept from the first call
+  scratch = [r for r in runs if r['method'] == 'Random init'][0]
+  assert scratch['metrics']['linear_probe/top1'] is None  # NaN stored as JSON null
+  json.load(open(os.path.join(workdir, 'results.json')))
+
+
+def test_write_report_table_and_pngs(tmp_path):
+  workdir = str(tmp_path)
+  _fill(workdir)
+  paths = report.write_report(workdir)
+  md = open(os.path.join(workdir, 'report.md')).read()
+  assert ('| Method | Backbone | Pretrain data | Epochs | Resolution | Clip length | Top-1 | Top-5 | '
+          'R@1 | R@5 |') in md
+  assert '| CSVR | R3D-18 | UCF101 | 10 | 112×112 | 16 | 80.0 | 90.0 | 50.0 | 70.0 |' in md
+  assert '| Random init | R3D-18 | UCF101 | - | 112×112 | 16 | 40.0 | - | - | - |' in md
+  # Table II layout: metrics as rows, pretraining epochs as columns.
+  assert '| Pretraining epoch: Task (evaluation) | 1 | 5 | 10 |' in md
+  assert '| finetune/top1 | 60.0 | 70.0 | 80.0 |' in md
+  assert '| pose/mse | 0.3 | 0.15 | 0.1 |' in md
+  pngs = [p for p in paths if p.endswith('.png')]
+  assert sorted(os.path.basename(p) for p in pngs) == ['per_class_ucf101.png',
+                                                       'pretext_vs_downstream_csvr_r3d_18_ucf101.png']
+  for p in pngs:
+    assert os.path.basename(p) in md
+    _assert_real_plot(p)
+
+
+def test_no_curve_with_a_single_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  report.update_results(workdir, _run('CSVR', step=5), {'linear_probe/top1': 0.5})
+  paths = report.write_report(workdir)
+  assert [os.path.basename(p) for p in paths] == ['report.md']  # no per-class data, no curve
+  assert '| CSVR | R3D-18 | UCF101 | step 5 |' in open(paths[0]).read()
+
+
+def test_describe_run_from_config_and_meta():
+  c = base.get_config()
+  c.data.dataset_dir = 'data/hmdb51/'
+  assert report.describe_run(c, None)['method'] == 'Random init'
+  meta = {'arch': 'r2plus1d_18', 'source': 'csvr', 'step': 7, 'epochs': 3, 'dataset': 'K400'}
+  run = report.describe_run(c, meta)
+  assert (run['dataset'], run['backbone'], run['epochs'], run['pretrain_data']) == ('hmdb51', 'r2plus1d_18', 3,
+                                                                                      'K400')
+  c.eval.method_name = 'CSVR (context only)'
+  assert report.describe_run(c, meta)['method'] == 'CSVR (context only)'
