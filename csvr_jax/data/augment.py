@@ -1,0 +1,218 @@
+"""Augmentation: geometry on the host (decode, random resized crop, flip, poses follow), colour on the device.
+
+The paper's four augmentations (random crop, random flip, Gaussian blur, colour jitter) on clips and I-frames.
+Split by cost: the host decodes only the sampled JPEGs and crops/resizes/flips them (cheap in OpenCV, and poses
+must follow the geometry), producing uint8 (…, S, S, 3); the jitted step then runs colour jitter + Gaussian
+blur + mean/std normalisation (`device_augment`), which are elementwise/convolution work an accelerator does
+for free.
+
+JPEG decoder: OpenCV (`cv2.imdecode`), resize with `cv2.resize` (bilinear). Chosen by measurement on this
+2-core machine (CPU time, 35 frames of 128x171, see `python -m csvr_jax.bench --what=pipeline`, which
+re-measures): decode OpenCV ~ simplejpeg (~0.3 ms/frame) < PIL (~0.7 ms/frame); resize OpenCV ~0.08 ms/frame vs
+PIL ~0.35 ms/frame.
+
+Choices where the paper is silent:
+* Random resized crop as torchvision's RandomResizedCrop (area `data.crop_scale`, aspect `data.crop_ratio`, 10
+  tries then a centre crop), one box and one flip per clip (the future clip shares the clip's box and flip so
+  that prediction targets live in the same view; the poses P_in / P_gt follow the same box and flip).
+  Each I-frame gets its own box and flip.
+* Poses: x, y are fractions of the full frame; after the crop they are fractions of the crop; joints that fall
+  outside the crop get confidence 0. A flip maps x -> 1 - x AND swaps left/right joints
+  (records.COCO18_FLIP_PERMUTATION).
+* Colour jitter as torchvision ColorJitter(0.4, 0.4, 0.4, 0.1) applied with probability `data.jitter_prob`,
+  in the fixed order brightness, contrast, saturation, hue (torchvision shuffles the order); hue is a rotation
+  of the chroma plane in YIQ space (a close, cheaper stand-in for the HSV hue shift). Contrast uses the mean
+  grey level of each frame (what torchvision does on a (T, C, H, W) tensor).
+* Gaussian blur with probability `data.blur_prob`, sigma ~ U(`data.blur_sigma`), separable, kernel radius
+  ceil(3 * max sigma), reflect padding.
+* Evaluation view: resize to short side `data.short_side` (frames are stored at that size already) and take the
+  centre `crop_size` square; no colour augmentation.
+"""
+import math
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csvr_jax.data import records
+
+# Grain parallelises across worker processes; OpenCV's own thread pool would only oversubscribe the cores.
+cv2.setNumThreads(1)
+
+
+# ---------------------------------------------------------------------------------------------- host side
+def decode_jpeg(data):
+  """JPEG bytes -> (H, W, 3) uint8 RGB."""
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise ValueError('frame is not a decodable JPEG')
+  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def random_crop_box(height, width, scale, ratio, rng):
+  """torchvision RandomResizedCrop box -> (y0, x0, h, w) ints inside the frame."""
+  area = height * width
+  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+  for _ in range(10):
+    target = area * rng.uniform(scale[0], scale[1])
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = int(round(math.sqrt(target * aspect)))
+    h = int(round(math.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      y0 = int(rng.integers(0, height - h + 1))
+      x0 = int(rng.integers(0, width - w + 1))
+      return y0, x0, h, w
+  # Fallback: centre crop with the aspect clamped to the allowed range.
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    w, h = width, int(round(width / ratio[0]))
+  elif in_ratio > ratio[1]:
+    h, w = height, int(round(height * ratio[1]))
+  else:
+    h, w = height, width
+  return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop_box(height, width, short_side, crop_size):
+  """Box equivalent to: resize to short side `short_side`, then take the centre `crop_size` square."""
+  side = int(round(crop_size * min(height, width) / short_side))
+  side = min(side, height, width)
+  return (height - side) // 2, (width - side) // 2, side, side
+
+
+def crop_resize(frame, box, size):
+  """(H, W, 3) uint8, box (y0, x0, h, w) -> (size, size, 3) uint8 (bilinear)."""
+  y0, x0, h, w = box
+  patch = frame[y0:y0 + h, x0:x0 + w]
+  if h == size and w == size:
+    return np.ascontiguousarray(patch)
+  return cv2.resize(patch, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def frames_view(jpegs, box_fn, size, flip):
+  """Decode JPEGs, crop each with `box_fn(h, w)`, resize to `size`, optionally flip -> (N, size, size, 3)."""
+  out = np.empty((len(jpegs), size, size, 3), np.uint8)
+  for i, data in enumerate(jpegs):
+    frame = decode_jpeg(data)
+    out[i] = crop_resize(frame, box_fn(*frame.shape[:2]), size)
+  if flip:
+    out = out[:, :, ::-1]
+  return out
+
+
+def transform_poses(xy, conf, box, frame_hw, flip):
+  """Poses of the full frame -> poses of the (flipped) crop.
+
+  Args:
+    xy: (N, J, 2) x, y as fractions of the full frame; conf: (N, J).
+    box: (y0, x0, h, w) crop in pixels of a frame of size `frame_hw` = (H, W).
+    flip: horizontal flip after the crop (x -> 1 - x and left/right joints swapped; J must be 18).
+  Returns:
+    xy (N, J, 2) float32 as fractions of the crop, conf (N, J) float32 (0 for joints outside the crop).
+  """
+  y0, x0, h, w = box
+  height, width = frame_hw
+  x = (xy[..., 0] * width - x0) / w
+  y = (xy[..., 1] * height - y0) / h
+  inside = (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
+  conf = np.where(inside, conf, 0.0)
+  if flip:
+    perm = np.asarray(records.COCO18_FLIP_PERMUTATION)
+    x, y, conf = (1.0 - x)[:, perm], y[:, perm], conf[:, perm]
+  xy = np.stack([x, y], -1)
+  xy = np.where(conf[..., None] > 0, xy, 0.0)  # invalid joints carry no coordinates
+  return xy.astype(np.float32), conf.astype(np.float32)
+
+
+# -------------------------------------------------------------------------------------------- device side
+_GREY = (0.299, 0.587, 0.114)
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+
+
+def normalize(images, mean, std):
+  """uint8 (or float in [0, 255]) (…, 3) -> float32 (x / 255 - mean) / std."""
+  x = jnp.asarray(images, jnp.float32) / 255.0
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def _grey(x):
+  return (x[..., 0:1] * _GREY[0] + x[..., 1:2] * _GREY[1] + x[..., 2:3] * _GREY[2])
+
+
+def color_jitter(x, brightness, contrast, saturation, hue):
+  """x float (…, H, W, 3) in [0, 1]; factors broadcastable to (…, 1, 1, 1); hue in turns (±0.5)."""
+  x = jnp.clip(x * brightness, 0.0, 1.0)
+  mean = jnp.mean(_grey(x), axis=(-3, -2), keepdims=True)
+  x = jnp.clip(contrast * x + (1.0 - contrast) * mean, 0.0, 1.0)
+  x = jnp.clip(saturation * x + (1.0 - saturation) * _grey(x), 0.0, 1.0)
+  yiq = x @ _RGB_TO_YIQ.T
+  angle = 2.0 * jnp.pi * hue[..., 0]
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  i = yiq[..., 1] * cos - yiq[..., 2] * sin
+  q = yiq[..., 1] * sin + yiq[..., 2] * cos
+  yiq = jnp.stack([yiq[..., 0], i, q], -1)
+  return jnp.clip(yiq @ _YIQ_TO_RGB.T, 0.0, 1.0)
+
+
+def _blur_matrix(weights, size, radius):
+  """Per-sample (…, size, size) matrix applying 1D taps `weights` (…, 2r+1) with reflect padding."""
+  taps = np.arange(-radius, radius + 1)
+  src = np.arange(size)[:, None] + taps[None, :]  # (size, K) source index of each tap, before reflection
+  period = 2 * (size - 1)
+  src = np.abs(src) % max(period, 1)
+  src = np.where(src > size - 1, period - src, src)  # reflect ('reflect' mode: edge not repeated)
+  onehot = np.eye(size, dtype=np.float32)[src]  # (size, K, size)
+  return jnp.einsum('...k,ikj->...ij', weights, onehot)
+
+
+def gaussian_blur(x, sigma, radius):
+  """Separable Gaussian blur with reflect padding. x (…, H, W, C); sigma broadcastable to (…, 1, 1, 1).
+
+  Written as two small matrix products per image (H x H and W x W matrices built from the taps): it compiles
+  fast and runs on the matrix units, unlike 2r+1 shifted copies. sigma = 0 leaves x unchanged.
+  """
+  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  s = jnp.maximum(sigma[..., 0, 0, 0], 1e-6)[..., None]  # (…, 1)
+  w = jnp.exp(-0.5 * (taps / s) ** 2)
+  w = w / jnp.sum(w, axis=-1, keepdims=True)  # (…, K)
+  h, wd = x.shape[-3], x.shape[-2]
+  rows = _blur_matrix(w, h, radius)  # (…, H, H)
+  cols = _blur_matrix(w, wd, radius)  # (…, W, W)
+  x = jnp.einsum('...ij,...jwc->...iwc', rows, x)
+  return jnp.einsum('...vw,...hwc->...hvc', cols, x)
+
+
+def device_augment(images, key, config, shared_axes=1):
+  """Colour jitter + Gaussian blur + normalisation, jittable.
+
+  Args:
+    images: uint8 (*lead, *shared, S, S, 3). With shared_axes=1 a batch of clips (B, T, S, S, 3): one draw of
+      parameters per clip, the same for all its frames. With shared_axes=0, e.g. I-frames (B, M, S, S, 3):
+      an independent draw per image.
+    key: PRNG key.
+    config: the `data` section (jitter_prob, jitter_strength, blur_prob, blur_sigma, mean, std).
+  Returns:
+    float32 of the same shape, normalised by mean/std.
+  """
+  lead = images.shape[:images.ndim - 3 - shared_axes]
+  bshape = lead + (1,) * (shared_axes + 3)
+  k_jit, k_b, k_c, k_s, k_h, k_blur, k_sigma = jax.random.split(key, 7)
+  sb, sc, ss, sh = config.jitter_strength
+
+  def factor(k, strength, centre):
+    return jax.random.uniform(k, bshape, minval=centre - strength, maxval=centre + strength)
+
+  do_jit = jax.random.bernoulli(k_jit, config.jitter_prob, bshape)
+  brightness = jnp.where(do_jit, factor(k_b, sb, 1.0), 1.0)
+  contrast = jnp.where(do_jit, factor(k_c, sc, 1.0), 1.0)
+  saturation = jnp.where(do_jit, factor(k_s, ss, 1.0), 1.0)
+  hue = jnp.where(do_jit, factor(k_h, sh, 0.0), 0.0)
+  x = jnp.asarray(images, jnp.float32) / 255.0
+  x = color_jitter(x, brightness, contrast, saturation, hue)
+  lo, hi = config.blur_sigma
+  do_blur = jax.random.bernoulli(k_blur, config.blur_prob, bshape)
+  sigma = jnp.where(do_blur, jax.random.uniform(k_sigma, bshape, minval=lo, maxval=hi), 0.0)
+  x = gaussian_blur(x, sigma, radius=int(math.ceil(3 * hi)))
+  return (x - jnp.asarray(config.mean, jnp.float32)) / jnp.asarray(config.std, jnp.float32)
