@@ -1,0 +1,231 @@
+"""Resumable, parallel build: annotated videos -> work shards -> one TFDS ArrayRecord dataset.
+
+Stage 1 turns each video into a record (data_prep.video_io + data_prep.poses) in shards of `shard_size`
+videos; each shard is written atomically (temp file + rename) to `<out_dir>/.<name>.work/`, so a build killed
+at any point keeps its finished shards and the same command redoes only the missing ones. Stage 2 streams the
+shards, in plan order, into the TFDS writer (data_prep.tfds_writer), which itself renames a complete dataset
+into place. Records and their order depend only on the inputs and options, never on the worker count or on
+interruptions.
+"""
+import concurrent.futures
+import dataclasses
+import glob
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+import sys
+import time
+
+from data_prep import annotations as annotations_lib
+from data_prep import poses as poses_lib
+from data_prep import video_io
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSpec:
+  """Everything that determines the records (the worker count does not)."""
+  layout: str
+  videos_dir: str
+  annotations: str
+  out_dir: str
+  name: str
+  poses: str = 'none'
+  split: int = 1
+  reencode_gop: int = 0
+  jpeg_quality: int = 90
+  short_side: int = 128
+  shard_size: int = 32
+  min_frames: int = 2
+  folder_test_ratio: float = 0.2
+  folder_seed: int = 0
+
+
+def work_dir(spec):
+  return os.path.join(spec.out_dir, f'.{spec.name}.work')
+
+
+def skipped_path(spec):
+  """One JSON line per skipped video: {video, split, kind (video | pose | error), reason}."""
+  return os.path.join(spec.out_dir, spec.name, 'skipped.jsonl')
+
+
+def summary_path(spec):
+  return os.path.join(spec.out_dir, spec.name, 'summary.json')
+
+
+def atomic_write_bytes(path, data):
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def plan(spec):
+  """-> (class_names, tasks): tasks = [(split, shard_index, [(rel_path, label), ...])] in a fixed order."""
+  kwargs = {}
+  if spec.layout == 'folder':
+    kwargs = dict(test_ratio=spec.folder_test_ratio, seed=spec.folder_seed)
+  class_names, splits = annotations_lib.parse(spec.layout, spec.annotations, spec.videos_dir, spec.split,
+                                              **kwargs)
+  tasks = []
+  for split in sorted(splits):
+    entries = splits[split]
+    for i in range(0, len(entries), spec.shard_size):
+      tasks.append((split, i // spec.shard_size, entries[i:i + spec.shard_size]))
+  return class_names, tasks
+
+
+def _fingerprint(spec, class_names, tasks):
+  content = json.dumps([dataclasses.asdict(spec), class_names, tasks], sort_keys=True)
+  return hashlib.sha256(content.encode()).hexdigest()
+
+
+def shard_path(spec, split, index):
+  return os.path.join(work_dir(spec), f'{split}-{index:05d}.pkl')
+
+
+def make_record(spec, rel_path, label):
+  """One video -> record dict (csvr_jax/data/records.py). Raises VideoError / PoseError."""
+  path = os.path.join(spec.videos_dir, rel_path)
+  if not os.path.isfile(path):
+    raise video_io.VideoError(f'{path}: file not found')
+  if os.path.getsize(path) == 0:
+    raise video_io.VideoError(f'{path}: empty file')
+  video = video_io.prepare_video(path, spec.short_side, spec.jpeg_quality, spec.reencode_gop, spec.min_frames)
+  kind, root = poses_lib.parse_spec(spec.poses)
+  poses, source = poses_lib.load_poses(kind, root, rel_path, video['num_frames'], video['width'],
+                                       video['height'])
+  return dict(video_id=rel_path.replace(os.sep, '/'), label=label, num_frames=video['num_frames'],
+              fps=video['fps'], frames=video['frames'], keyframe_indices=video['keyframe_indices'],
+              poses=poses, pose_source=source, gop=video['gop'])
+
+
+def _skip_kind(error):
+  if isinstance(error, poses_lib.PoseError):
+    return 'pose'
+  return 'video' if isinstance(error, video_io.VideoError) else 'error'
+
+
+def process_shard(spec, split, index, entries):
+  """Builds one shard and writes it atomically; returns (number of videos, number skipped)."""
+  records, skipped = [], []
+  for rel_path, label in entries:
+    try:
+      records.append(make_record(spec, rel_path, label))
+    except Exception as e:  # pylint: disable=broad-except - any bad video is skipped, the build goes on
+      reason = str(e) if isinstance(e, (video_io.VideoError, poses_lib.PoseError)) else f'{type(e).__name__}: {e}'
+      skipped.append(dict(video=rel_path, split=split, kind=_skip_kind(e), reason=reason))
+  atomic_write_bytes(shard_path(spec, split, index),
+                     pickle.dumps(dict(records=records, skipped=skipped), protocol=pickle.HIGHEST_PROTOCOL))
+  return len(entries), len(skipped)
+
+
+def _progress(total, initial):
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, initial=initial, unit='video', desc='videos', file=sys.stderr, dynamic_ncols=True,
+              mininterval=0.5)
+
+
+def run_shards(spec, tasks, workers):
+  """Builds the shards that are not on disk yet, `workers` processes (1: in this process)."""
+  todo = [t for t in tasks if not os.path.exists(shard_path(spec, t[0], t[1]))]
+  total = sum(len(t[2]) for t in tasks)
+  bar = _progress(total, total - sum(len(t[2]) for t in todo))
+  try:
+    if workers <= 1:
+      for split, index, entries in todo:
+        bar.update(process_shard(spec, split, index, entries)[0])
+      return
+    ctx = multiprocessing.get_context('spawn')  # no inherited locks or threads from the parent
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+      futures = [pool.submit(process_shard, spec, *t) for t in todo]
+      for future in concurrent.futures.as_completed(futures):
+        bar.update(future.result()[0])
+  finally:
+    bar.close()
+
+
+def _read_shard(spec, split, index):
+  with open(shard_path(spec, split, index), 'rb') as f:
+    return pickle.load(f)
+
+
+def _stream_split(spec, tasks, split, totals):
+  """Yields the records of one split in plan order, adding to `totals` as it goes."""
+  for task_split, index, _ in tasks:
+    if task_split != split:
+      continue
+    for record in _read_shard(spec, split, index)['records']:
+      totals['videos'] += 1
+      totals['frames'] += record['num_frames']
+      totals['seconds'] += record['num_frames'] / record['fps']
+      totals['jpeg_bytes'] += sum(len(f) for f in record['frames'])
+      totals['per_split'][split] = totals['per_split'].get(split, 0) + 1
+      yield record
+
+
+def assemble(spec, class_names, tasks):
+  """Work shards -> skipped.jsonl + TFDS dataset + summary.json; returns the summary dict."""
+  from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top - TFDS only where it is needed
+  skipped, count = [], {}
+  for split, index, _ in tasks:
+    shard = _read_shard(spec, split, index)
+    skipped.extend(shard['skipped'])
+    count[split] = count.get(split, 0) + len(shard['records'])
+  lines = ''.join(json.dumps(s, sort_keys=True) + '\n' for s in skipped)
+  os.makedirs(os.path.join(spec.out_dir, spec.name), exist_ok=True)
+  atomic_write_bytes(skipped_path(spec), lines.encode())
+  empty = sorted(s for s, n in count.items() if n == 0)
+  if len(empty) == len(count):
+    raise RuntimeError(f'{spec.name}: every video was skipped; see {skipped_path(spec)}')
+  for leftover in glob.glob(os.path.join(spec.out_dir, spec.name, '*incomplete*')):
+    shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier TFDS write
+  totals = dict(videos=0, frames=0, seconds=0.0, jpeg_bytes=0, per_split={})
+  splits = {s: _stream_split(spec, tasks, s, totals) for s in sorted(count) if count[s]}
+  dataset_dir = tfds_writer.write_dataset(
+      spec.out_dir, spec.name, class_names, splits,
+      description=f'{spec.layout} videos from {spec.videos_dir} (split {spec.split}), poses {spec.poses}.')
+  dataset_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(dataset_dir, '*')))
+  kinds = {}
+  for s in skipped:
+    kinds[s['kind']] = kinds.get(s['kind'], 0) + 1
+  summary = dict(dataset_dir=dataset_dir, videos_ok=totals['videos'], videos_skipped=len(skipped),
+                 skipped_by_kind=kinds, videos_per_split=totals['per_split'], empty_splits=empty,
+                 frames=totals['frames'], hours=totals['seconds'] / 3600, jpeg_bytes=totals['jpeg_bytes'],
+                 dataset_bytes=dataset_bytes, classes=len(class_names))
+  atomic_write_bytes(summary_path(spec),
+                     json.dumps(summary, indent=1, sort_keys=True).encode())
+  return summary
+
+
+def build(spec, workers=1, keep_work=False):
+  """The whole build; resumes from the work shards of an earlier run of the same spec. Returns the summary."""
+  from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top
+  if os.path.exists(tfds_writer.dataset_dir_for(spec.out_dir, spec.name)):
+    if os.path.exists(summary_path(spec)):
+      with open(summary_path(spec)) as f:
+        return dict(json.load(f), already_built=True)
+    raise FileExistsError(f'{tfds_writer.dataset_dir_for(spec.out_dir, spec.name)}: dataset exists')
+  start = time.time()
+  class_names, tasks = plan(spec)
+  os.makedirs(work_dir(spec), exist_ok=True)
+  fingerprint_path = os.path.join(work_dir(spec), 'fingerprint.txt')
+  fingerprint = _fingerprint(spec, class_names, tasks)
+  if os.path.exists(fingerprint_path):
+    with open(fingerprint_path) as f:
+      if f.read().strip() != fingerprint:
+        raise RuntimeError(f'{work_dir(spec)}: left by a build with other inputs or options; '
+                           'remove it or use another --name / --out_dir')
+  else:
+    atomic_write_bytes(fingerprint_path, fingerprint.encode())
+  run_shards(spec, tasks, workers)
+  summary = assemble(spec, class_names, tasks)
+  summary['seconds'] = time.time() - start
+  if not keep_work:
+    shutil.rmtree(work_dir(spec), ignore_errors=True)
+  return summary

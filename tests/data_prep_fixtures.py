@@ -1,0 +1,43 @@
+"""Tiny generated media shared by the data_prep tests (no binary fixtures in the repository)."""
+import fractions
+import os
+
+import av
+import numpy as np
+
+from data_prep import video_io
+
+
+def moving_frames(num_frames, height=32, width=48, seed=0):
+  """(F, H, W, 3) uint8: a textured background with a bright square moving across it."""
+  rng = np.random.default_rng(seed)
+  base = rng.integers(0, 255, (height, width, 3), np.uint8)
+  frames = np.repeat(base[None], num_frames, axis=0)
+  for t in range(num_frames):
+    x = (2 * t) % (width - 8)
+    frames[t, 8:16, x:x + 8] = 255
+  return frames
+
+
+def write_video(path, num_frames=20, codec='libx264', gop=5, height=32, width=48, seed=0):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  data = video_io.encode_video(moving_frames(num_frames, height, width, seed), 25, codec=codec, gop=gop)
+  with open(path, 'wb') as f:
+    f.write(data)
+  return path
+
+
+def write_audio_only(path):
+  """An mp4 with an AAC audio stream and no video stream."""
+  with av.open(path, mode='w') as container:
+    stream = container.add_stream('aac', rate=16000)
+    stream.layout = 'mono'
+    samples = np.zeros((1, 1024), np.float32)
+    for i in range(8):
+      frame = av.AudioFrame.from_ndarray(samples, format='fltp', layout='mono')
+      frame.sample_rate, frame.pts, frame.time_base = 16000, i * 1024, fractions.Fraction(1, 16000)
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path

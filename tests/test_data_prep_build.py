@@ -1,0 +1,165 @@
+"""End to end: SynthActions -> build -> open_split; a UCF101-style tree with bad files; kill -9 and resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import data_prep_fixtures as fx  # tests/ is on sys.path (pytest rootdir-less import mode)
+from csvr_jax.data import records
+from data_prep import builder
+from data_prep import synth_actions
+from data_prep import video_io
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read_all(dataset_dir, split):
+  src = records.open_split(dataset_dir, split)
+  return [src[i] for i in range(len(src))]
+
+
+def test_build_synth_actions(tmp_path):
+  raw = str(tmp_path / 'raw')
+  synth_actions.generate(raw, num_classes=3, videos_per_class=4, frames=12, size=32, seed=0, gop=5)
+  spec = builder.BuildSpec(layout='ucf101', videos_dir=f'{raw}/videos', annotations=f'{raw}/ucfTrainTestlist',
+                           poses=f'openpose:{raw}/poses', out_dir=str(tmp_path / 'out'), name='synth',
+                           shard_size=5)
+  summary = builder.build(spec, workers=1)
+  assert summary['videos_ok'] == 12 and summary['videos_skipped'] == 0 and summary['frames'] == 144
+  d = summary['dataset_dir']
+  assert records.class_names(d) == ['Walk', 'Run', 'Jump']
+  test_list = open(f'{raw}/ucfTrainTestlist/testlist01.txt').read().split()
+  for split, want_count in (('train', 9), ('test', 3)):
+    recs = _read_all(d, split)
+    assert len(recs) == want_count
+    for r in recs:
+      vid = r['video_id'].decode()
+      assert (vid in test_list) == (split == 'test')
+      assert r['label'] == ['Walk', 'Run', 'Jump'].index(vid.split('/')[0])
+      assert r['num_frames'] == 12 and len(r['frames']) == 12 and r['pose_source'] == b'openpose'
+      assert list(r['keyframe_indices']) == video_io.keyframe_indices(f'{raw}/videos/{vid}')
+      assert r['keyframe_indices'][0] == 0 and r['gop'] == 0
+      stem = os.path.basename(vid)[:-4]
+      gt = json.load(open(f'{raw}/poses/{vid[:-4]}/{stem}_000000000004_keypoints.json'))['people']
+      best = max(gt, key=lambda p: np.mean(p['pose_keypoints_2d'][2::3]))
+      kp = np.array(best['pose_keypoints_2d']).reshape(18, 3)
+      seen = kp[:, 2] > 0
+      np.testing.assert_allclose(r['poses'][4][seen, :2].astype(float), kp[seen, :2] / 32, atol=2e-3)
+
+
+def _ucf_tree(root, bad=True):
+  """Two classes of tiny videos; with bad=True also corrupt entries and a malformed pose file."""
+  videos, ann, pose_dir = root / 'videos', root / 'lists', root / 'poses'
+  ann.mkdir(parents=True)
+  train, test = [], []
+  for c, cls in enumerate(('Alpha', 'Beta')):
+    for g in range(3):
+      rel = f'{cls}/v_{cls}_g{g:02d}_c01.avi'
+      fx.write_video(str(videos / rel), num_frames=8 + 2 * g + c, gop=3 + g, seed=10 * c + g)
+      (test if g == 0 else train).append((rel, c))
+  if bad:
+    (videos / 'Alpha').joinpath('v_Alpha_g10_c01.avi').write_text('not a video')
+    (videos / 'Alpha').joinpath('v_Alpha_g11_c01.avi').write_bytes(b'')
+    good = (videos / 'Beta' / 'v_Beta_g01_c01.avi').read_bytes()
+    (videos / 'Beta').joinpath('v_Beta_g12_c01.avi').write_bytes(good[:len(good) // 3])
+    fx.write_audio_only(str(videos / 'Beta' / 'v_Beta_g13_c01.avi'))
+    fx.write_video(str(videos / 'Beta' / 'v_Beta_g14_c01.avi'), num_frames=1)
+    train += [('Alpha/v_Alpha_g10_c01.avi', 0), ('Alpha/v_Alpha_g11_c01.avi', 0), ('Beta/v_Beta_g12_c01.avi', 1),
+              ('Beta/v_Beta_g13_c01.avi', 1), ('Beta/v_Beta_g14_c01.avi', 1), ('Alpha/v_Alpha_g15_c01.avi', 0)]
+    bad_pose = pose_dir / 'Alpha' / 'v_Alpha_g02_c01'
+    bad_pose.mkdir(parents=True)
+    (bad_pose / 'v_Alpha_g02_c01_000000000000_keypoints.json').write_text('{"people": [{"pose_')
+  pose_dir.mkdir(exist_ok=True)
+  (ann / 'classInd.txt').write_text('1 Alpha\n2 Beta\n')
+  (ann / 'trainlist01.txt').write_text(''.join(f'{rel} {c + 1}\n' for rel, c in train))
+  (ann / 'testlist01.txt').write_text(''.join(f'{rel}\n' for rel, _ in test))
+  return ['--layout=ucf101', f'--videos_dir={videos}', f'--annotations={ann}', f'--poses=openpose:{pose_dir}']
+
+
+def _cli(args, **kwargs):
+  return subprocess.Popen([sys.executable, '-m', 'data_prep.build', *args], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_cli_skips_bad_files(tmp_path):
+  args = _ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4']
+  proc = _cli(args)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-2000:]
+  summary = json.loads(out.strip().splitlines()[-1])
+  assert summary['videos_ok'] == 5 and summary['videos_skipped'] == 7
+  assert summary['skipped_by_kind'] == {'video': 6, 'pose': 1}
+  assert 'ETA' in err or '<' in err  # tqdm progress bar with time left
+  skipped = {s['video']: s for s in map(json.loads, open(f'{tmp_path}/out/ucf_bad/skipped.jsonl'))}
+  assert set(skipped) == {'Alpha/v_Alpha_g10_c01.avi', 'Alpha/v_Alpha_g11_c01.avi', 'Beta/v_Beta_g12_c01.avi',
+                          'Beta/v_Beta_g13_c01.avi', 'Beta/v_Beta_g14_c01.avi', 'Alpha/v_Alpha_g15_c01.avi',
+                          'Alpha/v_Alpha_g02_c01.avi'}
+  assert 'empty file' in skipped['Alpha/v_Alpha_g11_c01.avi']['reason']
+  assert 'no video stream' in skipped['Beta/v_Beta_g13_c01.avi']['reason']
+  assert '1 frame' in skipped['Beta/v_Beta_g14_c01.avi']['reason']
+  assert 'not found' in skipped['Alpha/v_Alpha_g15_c01.avi']['reason']
+  assert 'malformed OpenPose' in skipped['Alpha/v_Alpha_g02_c01.avi']['reason']
+  d = summary['dataset_dir']
+  test = _read_all(d, 'test')
+  assert [r['video_id'].decode() for r in test] == ['Alpha/v_Alpha_g00_c01.avi', 'Beta/v_Beta_g00_c01.avi']
+  assert [r['num_frames'] for r in test] == [8, 9] and [r['label'] for r in test] == [0, 1]
+  assert [list(r['keyframe_indices']) for r in test] == [[0, 3, 6], [0, 3, 6]]
+  train = _read_all(d, 'train')
+  assert [r['num_frames'] for r in train] == [10, 11, 13]
+  assert [list(r['keyframe_indices']) for r in train] == [[0, 4, 8], [0, 4, 8], [0, 5, 10]]
+  assert all(r['pose_source'] == b'none' and not r['poses'].any() for r in train)  # no pose files: zeros
+  rerun = _cli(args)  # the same command on a finished dataset reports it and changes nothing
+  out2, _ = rerun.communicate(timeout=120)
+  assert rerun.returncode == 0 and 'already built' in out2
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+  tree = _ucf_tree(tmp_path, bad=False)
+  args = tree + [f'--out_dir={tmp_path}/out', '--name=resumed', '--workers=1', '--shard_size=1',
+                 '--reencode_gop=4', '--keep_work']
+  work = tmp_path / 'out' / '.resumed.work'
+  proc = _cli(args, start_new_session=True)
+  deadline = time.time() + 60
+  while time.time() < deadline and not list(work.glob('*.pkl')):
+    time.sleep(0.005)
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.communicate()
+  kept = {p.name: p.stat().st_mtime_ns for p in work.glob('*.pkl')}
+  assert 1 <= len(kept) < 6, kept  # killed mid-way: some shards done, not all
+  assert not (tmp_path / 'out' / 'resumed' / '1.0.0').exists()
+  rerun = _cli(args)
+  out, err = rerun.communicate(timeout=120)
+  assert rerun.returncode == 0, err[-2000:]
+  for name, mtime in kept.items():  # finished shards were kept, not redone
+    assert (work / name).stat().st_mtime_ns == mtime
+  d_resumed = json.loads(out.strip().splitlines()[-1])['dataset_dir']
+  spec = builder.BuildSpec(layout='ucf101', videos_dir=tree[1].split('=', 1)[1],
+                           annotations=tree[2].split('=', 1)[1], poses=tree[3].split('=', 1)[1],
+                           out_dir=str(tmp_path / 'fresh'), name='fresh', shard_size=3, reencode_gop=4)
+  d_fresh = builder.build(spec, workers=1)['dataset_dir']
+  for split in ('train', 'test'):
+    a, b = _read_all(d_resumed, split), _read_all(d_fresh, split)
+    assert len(a) == len(b) > 0
+    for ra, rb in zip(a, b):
+      assert ra.keys() == rb.keys()
+      for key in ra:
+        np.testing.assert_array_equal(np.asarray(ra[key]), np.asarray(rb[key]), err_msg=key)
+      assert list(ra['keyframe_indices']) == list(range(0, ra['num_frames'], 4)) and ra['gop'] == 4
+
+
+def test_changed_options_refuse_a_stale_work_dir(tmp_path):
+  tree = _ucf_tree(tmp_path, bad=False)
+  base = dict(layout='ucf101', videos_dir=tree[1].split('=', 1)[1], annotations=tree[2].split('=', 1)[1],
+              out_dir=str(tmp_path / 'out'), name='x')
+  os.makedirs(builder.work_dir(builder.BuildSpec(**base)))
+  class_names, tasks = builder.plan(builder.BuildSpec(**base))
+  with open(os.path.join(builder.work_dir(builder.BuildSpec(**base)), 'fingerprint.txt'), 'w') as f:
+    f.write('0' * 64)
+  with pytest.raises(RuntimeError, match='other inputs or options'):
+    builder.build(builder.BuildSpec(**base, jpeg_quality=50))
+  assert class_names == ['Alpha', 'Beta'] and len(tasks) == 2
