@@ -1,0 +1,280 @@
+"""Grain input pipelines: records -> per-host numpy batches -> one global jax.Array.
+
+All functions take `data_config` = the `data` section of the config (configs/base.py). `batch_size` is the
+PER-HOST batch (global batch / number of processes). Host side: decode only the sampled frames' JPEGs, random
+resized crop + flip (poses follow); the jitted step then calls `augment.device_augment` (colour jitter, blur,
+normalisation) on 'clip', 'future_clip' (shared_axes=1) and 'iframes' (shared_axes=0), and
+`augment.normalize` on evaluation clips. S = crop_size, T = clip_len, T' = future_len, M = max_iframes.
+
+Batch contract (keys, dtypes, shapes per host):
+  pretrain_loader:
+    'clip'         uint8 (B, T, S, S, 3)
+    'future_clip'  uint8 (B, T', S, S, 3)   same crop and flip as 'clip'
+    'iframes'      uint8 (B, M, S, S, 3)    own crop and flip per I-frame; zeros where the mask is False
+    'iframe_mask'  bool (B, M)
+    'pose_in'      float32 (B, T, 18, 2)     x, y in [0, 1] of the (flipped) crop; 0 where invalid
+    'pose_in_conf' float32 (B, T, 18)        0 = invalid (no person, joint cropped out, padded position)
+    'pose_gt'      float32 (B, T', 18, 2);  'pose_gt_conf' float32 (B, T', 18): the same for the future clip
+    'video_index'  int32 (B,)                index of the video in the split (same video -> same index)
+    'label'        int32 (B,)
+    'looped'       bool (B,)                 the video was shorter than clip + future (short-video policy)
+  finetune_loader: 'clip' uint8 (B, T, S, S, 3), 'label' int32 (B,).
+  eval_loader (num_eval_clips uniformly spaced clips x centre crop per video, every video exactly once):
+    'clip' uint8 (B, T, S, S, 3), 'label' int32 (B,), 'video_index' int32 (B,), 'clip_index' int32 (B,),
+    'valid' bool (B,): False on the padding rows that fill the last batch (their indices are -1, clip zeros).
+
+Loaders return grain.DataLoader objects: `it = iter(loader)`; `next(it)` -> dict of numpy arrays;
+`it.get_state()` -> bytes and `it.set_state(bytes)` restore the exact batch sequence (with or without worker
+processes; save the state with the train state, e.g. grain.checkpoint.CheckpointSave). Randomness is per
+record position (grain derives a Philox generator from `seed` and the position), so it does not depend on the
+number of workers. Sharding: shard_index/shard_count default to the JAX process (ShardByJaxProcess); a shuffled
+global order is dealt out round-robin, so processes see disjoint records. `to_global_batch(batch, mesh)` turns
+each host's batch into one global jax.Array sharded along the batch axis.
+"""
+import types
+
+import grain
+import jax
+import numpy as np
+from absl import flags
+
+from csvr_jax.data import augment
+from csvr_jax.data import records
+from csvr_jax.data import sampling
+
+
+# ----------------------------------------------------------------------------------------- samples (pure)
+def _decoder(jpegs):
+  """Memoised decode: the same frame may appear in the clip, the future clip (loop policy) and the I-frames."""
+  cache = {}
+
+  def get(i):
+    i = int(i)
+    if i not in cache:
+      cache[i] = augment.decode_jpeg(jpegs[i])
+    return cache[i]
+  return get
+
+
+def _view(get, indices, box, size, flip):
+  out = np.stack([augment.crop_resize(get(i), box, size) for i in indices])
+  return out[:, :, ::-1] if flip else out
+
+
+def pretrain_sample(record, video_index, c, rng):
+  """One pretraining sample (the per-row fields of the pretrain batch contract) from a video record."""
+  n, size = int(record['num_frames']), c.crop_size
+  window = sampling.sample_window(n, c.clip_len + c.future_len, c.stride, c.short_video_policy, rng)
+  clip_w, future_w = sampling.split_clip_future(window, c.clip_len)
+  iframe_idx, iframe_mask = sampling.select_iframes(record['keyframe_indices'], clip_w.frames, c.iframe_margin,
+                                                    c.max_iframes, rng)
+  get = _decoder(record['frames'])
+  hw = get(clip_w.frames[0]).shape[:2]
+  box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
+  flip = bool(rng.random() < c.flip_prob)
+  iframes = np.zeros((c.max_iframes, size, size, 3), np.uint8)
+  for m in np.flatnonzero(iframe_mask):
+    ibox = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
+    iframes[m] = _view(get, [iframe_idx[m]], ibox, size, bool(rng.random() < c.flip_prob))[0]
+  pose_in, pose_in_conf = augment.transform_poses(*sampling.pose_window(record['poses'], clip_w), box, hw, flip)
+  pose_gt, pose_gt_conf = augment.transform_poses(*sampling.pose_window(record['poses'], future_w), box, hw, flip)
+  return {
+      'clip': _view(get, clip_w.frames, box, size, flip),
+      'future_clip': _view(get, future_w.frames, box, size, flip),
+      'iframes': iframes,
+      'iframe_mask': iframe_mask,
+      'pose_in': pose_in, 'pose_in_conf': pose_in_conf,
+      'pose_gt': pose_gt, 'pose_gt_conf': pose_gt_conf,
+      'video_index': np.int32(video_index),
+      'label': np.int32(record['label']),
+      'looped': np.bool_(window.looped),
+  }
+
+
+def finetune_sample(record, c, rng):
+  """A random clip (random resized crop + flip) and its label."""
+  window = sampling.sample_window(int(record['num_frames']), c.clip_len, c.stride, c.short_video_policy, rng)
+  get = _decoder(record['frames'])
+  hw = get(window.frames[0]).shape[:2]
+  box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
+  flip = bool(rng.random() < c.flip_prob)
+  return {'clip': _view(get, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
+
+
+def eval_sample(record, video_index, clip_index, c):
+  """Clip `clip_index` of `num_eval_clips` uniformly spaced clips, centre crop (deterministic)."""
+  windows = sampling.eval_windows(int(record['num_frames']), c.clip_len, c.stride, c.num_eval_clips,
+                                  c.short_video_policy)
+  get = _decoder(record['frames'])
+  frames = windows[clip_index].frames
+  hw = get(frames[0]).shape[:2]
+  box = augment.center_crop_box(*hw, c.short_side, c.crop_size)
+  return {'clip': _view(get, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
+          'video_index': np.int32(video_index), 'clip_index': np.int32(clip_index), 'valid': np.bool_(True)}
+
+
+def eval_padding(c):
+  """A padding row of the evaluation batch (valid=False)."""
+  t, s = c.clip_len, c.crop_size
+  return {'clip': np.zeros((t, s, s, 3), np.uint8), 'label': np.int32(-1), 'video_index': np.int32(-1),
+          'clip_index': np.int32(-1), 'valid': np.bool_(False)}
+
+
+# ------------------------------------------------------------------------------------------ grain sources
+class IndexedSource:
+  """Random-access source yielding (index, record): the sample keeps which video it came from."""
+
+  def __init__(self, source, name):
+    self._source, self._name = source, name
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    return int(index), self._source[index]
+
+  def __repr__(self):  # grain compares it when restoring an iterator state
+    return f'IndexedSource({self._name}, n={len(self)})'
+
+
+class EvalClipSource:
+  """Rows (video, clip) of the evaluation protocol, padded to `padded_len` with padding rows."""
+
+  def __init__(self, source, name, num_clips, padded_len):
+    self._source, self._name, self._num_clips, self._len = source, name, num_clips, padded_len
+    self._num_rows = len(source) * num_clips
+
+  def __len__(self):
+    return self._len
+
+  def __getitem__(self, index):
+    index = int(index)
+    if index >= self._num_rows:
+      return -1, -1, None  # padding row (not None: grain drops None elements)
+    video, clip = divmod(index, self._num_clips)
+    return video, clip, self._source[video]
+
+  def __repr__(self):
+    return f'EvalClipSource({self._name}, clips={self._num_clips}, n={self._len})'
+
+
+def _params(data_config):
+  """Plain, picklable copy of the data section (worker processes receive the transforms by pickle)."""
+  return types.SimpleNamespace(**data_config.to_dict())
+
+
+class _PretrainMap(grain.transforms.RandomMap):
+
+  def __init__(self, data_config):
+    self._c = _params(data_config)
+
+  def random_map(self, element, rng):
+    index, record = element
+    return pretrain_sample(record, index, self._c, rng)
+
+
+class _FinetuneMap(grain.transforms.RandomMap):
+
+  def __init__(self, data_config):
+    self._c = _params(data_config)
+
+  def random_map(self, element, rng):
+    return finetune_sample(element[1], self._c, rng)
+
+
+class _EvalMap(grain.transforms.Map):
+
+  def __init__(self, data_config):
+    self._c = _params(data_config)
+
+  def map(self, element):
+    video, clip, record = element
+    if video < 0:
+      return eval_padding(self._c)
+    return eval_sample(record, video, clip, self._c)
+
+
+# ------------------------------------------------------------------------------------------------ loaders
+def _shard_options(shard_index, shard_count):
+  if shard_index is None and shard_count is None:
+    return grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  if shard_index is None or shard_count is None:
+    raise ValueError('give both shard_index and shard_count, or neither (one shard per JAX process)')
+  return grain.sharding.ShardOptions(shard_index=shard_index, shard_count=shard_count, drop_remainder=True)
+
+
+def _open(dataset_dir, split):
+  """(source, name) for a dataset folder, or an in-memory sequence of records (tests, benchmarks)."""
+  if isinstance(dataset_dir, str):
+    return records.open_split(dataset_dir, split), f'{dataset_dir}:{split}'
+  return dataset_dir, f'memory:{split}:{len(dataset_dir)}'
+
+
+def _loader(source, sampler, operations, shard, data_config, num_workers, batch_size):
+  if num_workers is None:
+    num_workers = data_config.num_workers
+  if num_workers > 0 and not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags; outside absl.app.run (DESIGN.md)
+  # Records hold a whole video's JPEGs (~1 MB): keep grain's read-ahead small (its default is 500 records).
+  read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2 * batch_size)
+  return grain.DataLoader(data_source=source, sampler=sampler, operations=operations, worker_count=num_workers,
+                          worker_buffer_size=data_config.prefetch, shard_options=shard, read_options=read)
+
+
+def pretrain_loader(data_config, dataset_dir, split, batch_size, seed, shard_index=None, shard_count=None,
+                    num_workers=None, num_epochs=None):
+  """Endless (or `num_epochs`) shuffled pretraining batches; see the module docstring for the fields.
+
+  dataset_dir: folder with dataset_info.json (or an in-memory list of record dicts). seed: shuffle and
+  augmentation seed (32-bit). num_workers: None = data_config.num_workers.
+  """
+  source, name = _open(dataset_dir, split)
+  sampler = grain.samplers.IndexSampler(len(source), shuffle=True, seed=seed, num_epochs=num_epochs)
+  ops = [_PretrainMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]
+  return _loader(IndexedSource(source, name), sampler, ops, _shard_options(shard_index, shard_count), data_config,
+                 num_workers, batch_size)
+
+
+def finetune_loader(data_config, dataset_dir, split, batch_size, seed, shard_index=None, shard_count=None,
+                    num_workers=None, num_epochs=None):
+  """Shuffled training batches {'clip', 'label'} (random clip, random resized crop, flip)."""
+  source, name = _open(dataset_dir, split)
+  sampler = grain.samplers.IndexSampler(len(source), shuffle=True, seed=seed, num_epochs=num_epochs)
+  ops = [_FinetuneMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]
+  return _loader(IndexedSource(source, name), sampler, ops, _shard_options(shard_index, shard_count), data_config,
+                 num_workers, batch_size)
+
+
+def eval_batches_per_host(num_videos, num_clips, batch_size, shard_count):
+  """Batches each host yields for one pass of the evaluation loader (the same on every host)."""
+  rows = num_videos * num_clips
+  return -(-rows // (batch_size * shard_count))
+
+
+def eval_loader(data_config, dataset_dir, split, batch_size, shard_index=None, shard_count=None,
+                num_workers=None):
+  """One pass over every video: num_eval_clips clips x centre crop each, in order, last batch padded.
+
+  Rows are dealt out round-robin to the shards; every host yields `eval_batches_per_host(...)` batches, so
+  all hosts step together. Aggregate features per 'video_index' over rows with 'valid'.
+  """
+  source, name = _open(dataset_dir, split)
+  shard = _shard_options(shard_index, shard_count)
+  clips = data_config.num_eval_clips
+  padded = eval_batches_per_host(len(source), clips, batch_size, shard.shard_count) * batch_size * shard.shard_count
+  rows = EvalClipSource(source, name, clips, padded)
+  sampler = grain.samplers.IndexSampler(padded, shuffle=False, num_epochs=1)
+  ops = [_EvalMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=False)]
+  return _loader(rows, sampler, ops, shard, data_config, num_workers, batch_size)
+
+
+# ------------------------------------------------------------------------------------ host -> global array
+def to_global_batch(batch, mesh, data_axes=None):
+  """Per-host numpy batch -> pytree of global jax.Arrays, batch axis sharded over `data_axes` of `mesh`.
+
+  data_axes: mesh axis names the batch dimension is split over (None = all axes of the mesh). The global
+  batch is the concatenation of the hosts' batches in process order.
+  """
+  axes = tuple(mesh.axis_names) if data_axes is None else tuple(data_axes)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axes))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
