@@ -5,6 +5,7 @@ Every function opens the file itself and decodes on one thread: the builder para
 import io
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 import simplejpeg
 
@@ -53,21 +54,27 @@ def scaled_size(width, height, short_side):
 
 
 def decode_video(path, short_side):
-  """Decodes all frames resized to short side `short_side`.
+  """Decodes all frames, resized to short side `short_side` and kept in the codec's YUV 4:2:0.
 
-  Returns dict(frames=(F, h, w, 3) uint8, keyframe_indices=list[int], fps=float, width, height) where width
-  and height are the ORIGINAL size (pose coordinates in pixels are normalised by it). Raises VideoError.
+  Returns dict(frames=(F, 3h/2, w) uint8 full-range YUV 4:2:0 (yuvj420p: the Y plane, then U, then V, as PyAV
+  packs them), size=(w, h), keyframe_indices,
+  fps, width, height) where width and height are the ORIGINAL size (pixel pose coordinates are normalised by
+  it). Scaling in YUV with one reused swscale context and JPEG-encoding the planes (JFIF is full-range
+  YCbCr) skips two colour conversions: ~2x faster than going through RGB. A resolution change mid-stream is scaled to the first size.
+  Raises VideoError.
   """
   try:
     with av.open(_source(path)) as container:
       stream = _open_video_stream(container, path)
-      fps, width, height = _fps(stream), stream.codec_context.width, stream.codec_context.height
-      frames, keyframes = [], []
+      fps = _fps(stream)
+      reformatter = VideoReformatter()
+      frames, keyframes, size, width, height = [], [], None, 0, 0
       for i, frame in enumerate(container.decode(stream)):
-        if not width:
+        if size is None:
           width, height = frame.width, frame.height
-        w, h = scaled_size(frame.width, frame.height, short_side)
-        frames.append(frame.to_ndarray(width=w, height=h, format='rgb24', interpolation='AREA'))
+          size = scaled_size(width, height, short_side)
+        small = reformatter.reformat(frame, width=size[0], height=size[1], format='yuvj420p', interpolation='AREA')
+        frames.append(small.to_ndarray())
         if int(frame.pict_type) == I_FRAME:
           keyframes.append(i)
   except VideoError:
@@ -76,20 +83,19 @@ def decode_video(path, short_side):
     raise VideoError(f'{path}: cannot decode ({type(e).__name__}: {e})') from None
   if not frames:
     raise VideoError(f'{path}: no decodable frames')
-  if len({f.shape for f in frames}) > 1:  # resolution change mid-stream: keep the first size
-    frames = [f if f.shape == frames[0].shape else _resize(f, frames[0].shape[1::-1]) for f in frames]
   if fps <= 0:
     fps = 25.0  # no rate in the container: assume the common default, the record still says which fps
-  return dict(frames=np.stack(frames), keyframe_indices=keyframes, fps=fps, width=width, height=height)
+  return dict(frames=np.stack(frames), size=size, keyframe_indices=keyframes, fps=fps, width=width,
+              height=height)
 
 
-def _resize(image, size):
-  frame = av.VideoFrame.from_ndarray(image, format='rgb24')
-  return frame.to_ndarray(width=size[0], height=size[1], format='rgb24')
+def yuv_to_rgb(frames):
+  """(F, 3h/2, w) yuvj420p -> (F, h, w, 3) uint8 RGB (for inspection and tests)."""
+  return np.stack([av.VideoFrame.from_ndarray(f, format='yuvj420p').to_ndarray(format='rgb24') for f in frames])
 
 
-def encode_video(frames, fps, codec='libx264', gop=12, fixed_gop=True, options=None):
-  """(F, H, W, 3) uint8 -> bytes of an mp4 (H, W even).
+def encode_video(frames, fps, codec='libx264', gop=12, fixed_gop=True, options=None, pix_fmt='rgb24'):
+  """(F, H, W, 3) uint8 RGB (or (F, 3H/2, W) with pix_fmt='yuvj420p') -> bytes of an mp4 (H, W even).
 
   fixed_gop: an I-frame exactly every `gop` frames (keyint_min = gop, scene-cut detection off; mpeg4 needs
   sc_threshold=1e9), as CoViAR's mpeg4 re-encoding does. Otherwise the encoder may add scene-cut I-frames.
@@ -98,7 +104,8 @@ def encode_video(frames, fps, codec='libx264', gop=12, fixed_gop=True, options=N
   rate = max(1, round(fps))  # encoders want an integer-ish rate; the record keeps the source fps
   with av.open(buf, mode='w', format='mp4') as container:
     stream = container.add_stream(codec, rate=rate)
-    stream.width, stream.height = frames.shape[2], frames.shape[1]
+    stream.width = frames.shape[2]
+    stream.height = frames.shape[1] if pix_fmt == 'rgb24' else frames.shape[1] * 2 // 3
     stream.pix_fmt = 'yuv420p'
     stream.codec_context.gop_size = gop
     stream.codec_context.thread_count = 1
@@ -109,7 +116,7 @@ def encode_video(frames, fps, codec='libx264', gop=12, fixed_gop=True, options=N
       stream.codec_context.qscale = 3
     stream.options = opts
     for image in frames:
-      for packet in stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')):
+      for packet in stream.encode(av.VideoFrame.from_ndarray(image, format=pix_fmt)):
         container.mux(packet)
     for packet in stream.encode():
       container.mux(packet)
@@ -117,9 +124,15 @@ def encode_video(frames, fps, codec='libx264', gop=12, fixed_gop=True, options=N
 
 
 def encode_jpegs(frames, quality):
-  """(F, H, W, 3) uint8 -> list of F JPEG byte strings (4:2:0, like the source video)."""
-  return [simplejpeg.encode_jpeg(np.ascontiguousarray(f), quality=quality, colorspace='RGB',
-                                 colorsubsampling='420') for f in frames]
+  """(F, 3h/2, w) yuvj420p -> list of F JPEG byte strings (4:2:0, the planes as they are)."""
+  h, w = frames.shape[1] * 2 // 3, frames.shape[2]
+  out = []
+  for f in frames:
+    flat = f.reshape(-1)  # PyAV packs the planes back to back: Y (h*w), U, V (h*w/4 each)
+    y, u, v = np.split(flat, [h * w, h * w + h * w // 4])
+    out.append(simplejpeg.encode_jpeg_yuv_planes(y.reshape(h, w), u.reshape(h // 2, w // 2),
+                                                 v.reshape(h // 2, w // 2), quality=quality))
+  return out
 
 
 def prepare_video(path, short_side=128, jpeg_quality=90, reencode_gop=0, min_frames=2):
@@ -134,7 +147,7 @@ def prepare_video(path, short_side=128, jpeg_quality=90, reencode_gop=0, min_fra
   if len(frames) < min_frames:
     raise VideoError(f'{path}: {len(frames)} frame(s), need at least {min_frames}')
   if reencode_gop:
-    data = encode_video(frames, video['fps'], codec='mpeg4', gop=reencode_gop)
+    data = encode_video(frames, video['fps'], codec='mpeg4', gop=reencode_gop, pix_fmt='yuvj420p')
     again = decode_video(io.BytesIO(data), short_side)
     frames, keyframes = again['frames'], again['keyframe_indices']
   return dict(frames=encode_jpegs(frames, jpeg_quality), keyframe_indices=keyframes, num_frames=len(frames),
