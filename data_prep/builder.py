@@ -111,8 +111,11 @@ def _skip_kind(error):
   return 'video' if isinstance(error, video_io.VideoError) else 'error'
 
 
-def process_shard(spec, split, index, entries):
-  """Builds one shard and writes it atomically; returns (number of videos, number skipped)."""
+def process_shard(spec, split, index, entries, on_video=None):
+  """Builds one shard and writes it atomically; returns (number of videos, number skipped).
+
+  on_video: called after each video (in-process progress); worker processes report per shard instead.
+  """
   records, skipped = [], []
   for rel_path, label in entries:
     try:
@@ -120,6 +123,8 @@ def process_shard(spec, split, index, entries):
     except Exception as e:  # pylint: disable=broad-except - any bad video is skipped, the build goes on
       reason = str(e) if isinstance(e, (video_io.VideoError, poses_lib.PoseError)) else f'{type(e).__name__}: {e}'
       skipped.append(dict(video=rel_path, split=split, kind=_skip_kind(e), reason=reason))
+    if on_video:
+      on_video()
   atomic_write_bytes(shard_path(spec, split, index),
                      pickle.dumps(dict(records=records, skipped=skipped), protocol=pickle.HIGHEST_PROTOCOL))
   return len(entries), len(skipped)
@@ -139,7 +144,7 @@ def run_shards(spec, tasks, workers):
   try:
     if workers <= 1:
       for split, index, entries in todo:
-        bar.update(process_shard(spec, split, index, entries)[0])
+        process_shard(spec, split, index, entries, on_video=lambda: bar.update(1))
       return
     ctx = multiprocessing.get_context('spawn')  # no inherited locks or threads from the parent
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:

@@ -78,6 +78,11 @@ def scene(kind, rng, size):
   return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def choose_scene(label, context, rng):
+  """The class's own scene type with probability `context`, else a uniformly random one (may coincide)."""
+  return label % NUM_SCENES if rng.random() < context else int(rng.integers(NUM_SCENES))
+
+
 def video_params(rng, size, frames, fps):
   """Per-video appearance and motion parameters."""
   height = size * rng.uniform(0.5, 0.7)
@@ -187,7 +192,7 @@ def generate(out_dir, num_classes=10, videos_per_class=20, frames=64, size=112, 
     os.makedirs(os.path.join(out_dir, 'videos', cls), exist_ok=True)
     for k in range(videos_per_class):
       rng = np.random.default_rng([seed, label, k])  # each video reproducible on its own
-      scene_kind = label % NUM_SCENES if rng.random() < context else int(rng.integers(NUM_SCENES))
+      scene_kind = choose_scene(label, context, rng)
       params = video_params(rng, size, frames, fps)
       video, joints = render(cls, params, scene(scene_kind, rng, size))
       name = video_name(cls, k)
