@@ -3,12 +3,13 @@
 Stage 1 turns each video into a record (data_prep.video_io + data_prep.poses) in shards of `shard_size`
 videos; each shard is written atomically (temp file + rename) to `<out_dir>/.<name>.work/`, so a build killed
 at any point keeps its finished shards and the same command redoes only the missing ones. Stage 2 streams the
-shards, in plan order, into the TFDS writer (data_prep.tfds_writer), which itself renames a complete dataset
-into place. Records and their order depend only on the inputs and options, never on the worker count or on
+shards, in plan order, into the TFDS writer (data_prep.tfds_writer; one ArrayRecord file per non-empty work
+shard, so peak memory is one shard), which itself renames a complete dataset into place. Records and their order depend only on the inputs and options, never on the worker count or on
 interruptions.
 """
 import concurrent.futures
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -160,28 +161,26 @@ def _read_shard(spec, split, index):
     return pickle.load(f)
 
 
-def _stream_split(spec, tasks, split, totals):
-  """Yields the records of one split in plan order, adding to `totals` as it goes."""
-  for task_split, index, _ in tasks:
-    if task_split != split:
-      continue
-    for record in _read_shard(spec, split, index)['records']:
-      totals['videos'] += 1
-      totals['frames'] += record['num_frames']
-      totals['seconds'] += record['num_frames'] / record['fps']
-      totals['jpeg_bytes'] += sum(len(f) for f in record['frames'])
-      totals['per_split'][split] = totals['per_split'].get(split, 0) + 1
-      yield record
+def _shard_records(spec, split, index, totals):
+  """The records of one work shard, adding to `totals` as they are read (TFDS calls this while writing)."""
+  for record in _read_shard(spec, split, index)['records']:
+    totals['videos'] += 1
+    totals['frames'] += record['num_frames']
+    totals['seconds'] += record['num_frames'] / record['fps']
+    totals['jpeg_bytes'] += sum(len(f) for f in record['frames'])
+    totals['per_split'][split] = totals['per_split'].get(split, 0) + 1
+    yield record
 
 
 def assemble(spec, class_names, tasks):
   """Work shards -> skipped.jsonl + TFDS dataset + summary.json; returns the summary dict."""
   from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top - TFDS only where it is needed
-  skipped, count = [], {}
+  skipped, count, nonempty = [], {}, {}
   for split, index, _ in tasks:
     shard = _read_shard(spec, split, index)
     skipped.extend(shard['skipped'])
     count[split] = count.get(split, 0) + len(shard['records'])
+    nonempty[(split, index)] = bool(shard['records'])
   lines = ''.join(json.dumps(s, sort_keys=True) + '\n' for s in skipped)
   os.makedirs(os.path.join(spec.out_dir, spec.name), exist_ok=True)
   atomic_write_bytes(skipped_path(spec), lines.encode())
@@ -191,9 +190,12 @@ def assemble(spec, class_names, tasks):
   for leftover in glob.glob(os.path.join(spec.out_dir, spec.name, '*incomplete*')):
     shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier TFDS write
   totals = dict(videos=0, frames=0, seconds=0.0, jpeg_bytes=0, per_split={})
-  splits = {s: _stream_split(spec, tasks, s, totals) for s in sorted(count) if count[s]}
-  dataset_dir = tfds_writer.write_dataset(
-      spec.out_dir, spec.name, class_names, splits,
+  shards = {}  # one output ArrayRecord file per non-empty work shard, in plan order
+  for split, index, _ in tasks:
+    if nonempty[(split, index)]:
+      shards.setdefault(split, []).append(functools.partial(_shard_records, spec, split, index, totals))
+  dataset_dir = tfds_writer.write_sharded(
+      spec.out_dir, spec.name, class_names, shards,
       description=f'{spec.layout} videos from {spec.videos_dir} (split {spec.split}), poses {spec.poses}.')
   dataset_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(dataset_dir, '*')))
   kinds = {}

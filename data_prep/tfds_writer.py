@@ -3,10 +3,11 @@
 `write_dataset(out_dir, name, class_names, {'train': records, 'test': records})` -> dataset_dir, which
 `csvr_jax.data.records.open_split(dataset_dir, split)` reads back with random access.
 
-The builder is a `GeneratorBasedBuilder` defined here (an importable module: TFDS needs that) whose name is set
-per instance, so one class serves every dataset (`--name` of data_prep.build). Examples keep the order in which
-they are given (`disable_shuffling=True`): the Grain pipeline shuffles, and the build stays reproducible.
+The builder is a TFDS `ShardBasedBuilder` defined here (an importable module: TFDS needs that) whose name is
+set per instance, so one class serves every dataset (`--name` of data_prep.build). Records keep the order in
+which they are given: the Grain pipeline shuffles, and the build stays reproducible.
 """
+import functools
 import os
 import shutil
 import tempfile
@@ -52,8 +53,14 @@ def _as_example(record):
   }
 
 
-class VideoRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """One dataset of video records; `splits` maps split name -> iterable of record dicts."""
+class VideoRecordsBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
+  """One dataset of video records; `shards` maps split name -> list of callables, each returning an iterator
+  of the record dicts of one output shard (in order).
+
+  ShardBasedBuilder, not GeneratorBasedBuilder: the latter sends every example through TFDS's shuffler,
+  which spills to disk with `tf.io.gfile` past 1 GB per split - it fails without TensorFlow on real datasets.
+  This one writes each shard straight to its ArrayRecord file and keeps only one shard in memory.
+  """
 
   VERSION = tfds.core.Version(DATASET_VERSION)
   RELEASE_NOTES = {DATASET_VERSION: 'Videos as per-frame JPEG, codec I-frame indices and COCO-18 poses.'}
@@ -65,10 +72,10 @@ class VideoRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     # (not installed on Python >= 3.9) for builders defined in a regular package; skipping it avoids that.
     return None
 
-  def __init__(self, *, name, class_names, splits=None, description='', **kwargs):
+  def __init__(self, *, name, class_names, shards=None, description='', **kwargs):
     self.name = name  # per instance: one builder class serves every dataset name
     self._class_names = list(class_names)
-    self._splits = splits or {}
+    self._shards = shards or {}
     self._description = description
     super().__init__(**kwargs)
 
@@ -76,13 +83,16 @@ class VideoRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     return tfds.core.DatasetInfo(builder=self, description=self._description,
                                  features=records.features(self._class_names), disable_shuffling=True)
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     del dl_manager
-    return {split: self._generate_examples(examples) for split, examples in self._splits.items()}
+    out = {}
+    for split, shard_fns in self._shards.items():
+      seen = set()  # video ids of this split so far (shards are written one after the other, in order)
+      out[split] = [functools.partial(self._examples, fn, seen) for fn in shard_fns]
+    return out
 
-  def _generate_examples(self, examples):
-    seen = set()
-    for record in examples:
+  def _examples(self, shard_fn, seen):
+    for record in shard_fn():
       check_record(record, len(self._class_names))
       key = str(record['video_id'])
       if key in seen:
@@ -96,14 +106,16 @@ def dataset_dir_for(out_dir, name):
   return os.path.join(out_dir, name, DATASET_VERSION)
 
 
-def write_dataset(out_dir, name, class_names, splits, description='', overwrite=False):
-  """Writes `splits` ({split: iterable of record dicts}) as ArrayRecord files; returns the dataset dir.
+def write_sharded(out_dir, name, class_names, shards, description='', overwrite=False):
+  """Writes {split: [shard_fn, ...]} (each shard_fn() -> iterator of record dicts) as one ArrayRecord file per
+  shard; returns the dataset dir. Splits without shards are left out.
 
   TFDS writes into a temporary folder and renames it when done, so a dataset dir that exists is complete.
   """
   if not name.isidentifier() or name != name.lower():
     raise ValueError(f'dataset name {name!r}: use lower_case letters, digits and underscores')
-  if not splits:
+  shards = {split: list(fns) for split, fns in shards.items() if fns}
+  if not shards:
     raise ValueError(f'dataset {name}: no splits given')
   dataset_dir = dataset_dir_for(out_dir, name)
   if os.path.exists(dataset_dir):
@@ -111,8 +123,22 @@ def write_dataset(out_dir, name, class_names, splits, description='', overwrite=
       raise FileExistsError(f'{dataset_dir}: dataset exists (pass overwrite=True to replace it)')
     shutil.rmtree(dataset_dir)
   os.makedirs(out_dir, exist_ok=True)
-  builder = VideoRecordsBuilder(name=name, class_names=class_names, splits=splits, description=description,
+  builder = VideoRecordsBuilder(name=name, class_names=class_names, shards=shards, description=description,
                                 data_dir=out_dir, file_format='array_record')
   with tempfile.TemporaryDirectory(dir=out_dir, prefix='.tfds_downloads_') as download_dir:
     builder.download_and_prepare(download_dir=download_dir)
   return dataset_dir
+
+
+def write_dataset(out_dir, name, class_names, splits, description='', overwrite=False, records_per_shard=64):
+  """Writes `splits` ({split: iterable of record dicts}) as ArrayRecord files; returns the dataset dir.
+
+  The records of each split are held in memory (for in-memory data; data_prep.build streams with
+  write_sharded) and cut into files of `records_per_shard`.
+  """
+  shards = {}
+  for split, examples in splits.items():
+    examples = list(examples)
+    chunks = [examples[i:i + records_per_shard] for i in range(0, len(examples), records_per_shard)]
+    shards[split] = [functools.partial(iter, chunk) for chunk in chunks]
+  return write_sharded(out_dir, name, class_names, shards, description, overwrite)

@@ -1,4 +1,5 @@
 """Round trip: in-memory records -> TFDS ArrayRecord (data_prep.tfds_writer) -> records.open_split."""
+import os
 import pickle
 import sys
 
@@ -54,3 +55,16 @@ def test_bad_records_and_existing_dataset(tmp_path):
     tfds_writer.write_dataset(str(tmp_path), 'ok', ['a'], {'train': [_record(0, 2, 0)]})
   with pytest.raises(FileNotFoundError, match='dataset_info.json'):
     records.open_split(str(tmp_path), 'train')
+
+
+def test_many_shards_keep_order_and_never_use_the_tf_shuffler(tmp_path, monkeypatch):
+  # TFDS's shuffler spills to disk with tf.io.gfile past 1 GB; make "past" 1 byte: writing must not care.
+  from tensorflow_datasets.core import shuffle  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 1)
+  train = [_record(i, 2, i % 2) for i in range(7)]
+  d = tfds_writer.write_dataset(str(tmp_path), 'sharded', ['a', 'b'], {'train': train}, records_per_shard=3)
+  assert len([f for f in os.listdir(d) if '-train.array_record-' in f]) == 3
+  src = records.open_split(d, 'train')
+  assert [src[i]['video_id'].decode() for i in range(len(src))] == [r['video_id'] for r in train]
+  with pytest.raises(ValueError, match='duplicate video_id'):
+    tfds_writer.write_dataset(str(tmp_path), 'dup', ['a', 'b'], {'train': train + train[:1]}, records_per_shard=3)
