@@ -39,7 +39,7 @@ def test_dot_at_joint_stays_on_the_pose_after_crop_and_flip():
     conf[0, r_wrist] = 1
     box = augment.random_crop_box(H, W, (0.3, 1.0), (3 / 4, 4 / 3), rng)
     flip = bool(trial % 2)
-    out = augment.frames_view([_jpeg(img)], lambda h, w: box, S, flip)
+    out = augment.frames_view(augment.jpeg_decoder([_jpeg(img)]), [0], [box], S, [flip])
     new_xy, new_conf = augment.transform_poses(xy, conf, box, (H, W), flip)
     joint = l_wrist if flip else r_wrist  # a flip turns the right wrist into the image's left wrist
     if new_conf[0, joint] == 0:  # the dot was cropped out (or lies on the border)
@@ -91,7 +91,7 @@ def test_eval_view_is_deterministic_centre_crop():
   img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
   box = augment.center_crop_box(H, W, 128, S)
   assert box == ((H - S) // 2, (W - S) // 2, S, S)
-  views = [augment.frames_view([_jpeg(img)] * 2, lambda h, w: augment.center_crop_box(h, w, 128, S), S, False)
+  views = [augment.frames_view(augment.jpeg_decoder([_jpeg(img)]), [0, 0], [box] * 2, S, [False] * 2)
            for _ in range(2)]
   np.testing.assert_array_equal(views[0], views[1])
   assert views[0].shape == (2, S, S, 3) and views[0].dtype == np.uint8

@@ -6,10 +6,10 @@ must follow the geometry), producing uint8 (…, S, S, 3); the jitted step then 
 blur + mean/std normalisation (`device_augment`), which are elementwise/convolution work an accelerator does
 for free.
 
-JPEG decoder: OpenCV (`cv2.imdecode`), resize with `cv2.resize` (bilinear). Chosen by measurement on this
-2-core machine (CPU time, 35 frames of 128x171, see `python -m csvr_jax.bench --what=pipeline`, which
-re-measures): decode OpenCV ~ simplejpeg (~0.3 ms/frame) < PIL (~0.7 ms/frame); resize OpenCV ~0.08 ms/frame vs
-PIL ~0.35 ms/frame.
+JPEG decoder: simplejpeg (libjpeg-turbo, straight to RGB); resize: OpenCV `cv2.resize` (bilinear). Chosen by
+measurement on this 2-core machine (CPU time per 128x171 frame, ~12 KB; `python -m csvr_jax.bench
+--what=pipeline` re-measures the decoders): decode simplejpeg 0.25-0.28 ms < OpenCV imdecode + BGR->RGB
+0.27-0.30 ms < PIL 0.64 ms; resize to 112 OpenCV ~0.08 ms vs PIL ~0.35 ms.
 
 Choices where the paper is silent:
 * Random resized crop as torchvision's RandomResizedCrop (area `data.crop_scale`, aspect `data.crop_ratio`, 10
@@ -34,6 +34,7 @@ import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
+import simplejpeg
 
 from csvr_jax.data import records
 
@@ -44,10 +45,19 @@ cv2.setNumThreads(1)
 # ---------------------------------------------------------------------------------------------- host side
 def decode_jpeg(data):
   """JPEG bytes -> (H, W, 3) uint8 RGB."""
-  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-  if bgr is None:
-    raise ValueError('frame is not a decodable JPEG')
-  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  return simplejpeg.decode_jpeg(data, colorspace='RGB')
+
+
+def jpeg_decoder(jpegs):
+  """index -> decoded frame, memoised: a frame can be in the clip, the future clip (loop policy) and the I-frames."""
+  cache = {}
+
+  def get(i):
+    i = int(i)
+    if i not in cache:
+      cache[i] = decode_jpeg(jpegs[i])
+    return cache[i]
+  return get
 
 
 def random_crop_box(height, width, scale, ratio, rng):
@@ -81,23 +91,29 @@ def center_crop_box(height, width, short_side, crop_size):
   return (height - side) // 2, (width - side) // 2, side, side
 
 
-def crop_resize(frame, box, size):
-  """(H, W, 3) uint8, box (y0, x0, h, w) -> (size, size, 3) uint8 (bilinear)."""
+def crop_resize(frame, box, size, out=None):
+  """(H, W, 3) uint8, box (y0, x0, h, w) -> (size, size, 3) uint8 (bilinear), written into `out` if given."""
   y0, x0, h, w = box
   patch = frame[y0:y0 + h, x0:x0 + w]
+  if out is None:
+    out = np.empty((size, size, 3), np.uint8)
   if h == size and w == size:
-    return np.ascontiguousarray(patch)
-  return cv2.resize(patch, (size, size), interpolation=cv2.INTER_LINEAR)
+    out[...] = patch
+    return out
+  return cv2.resize(patch, (size, size), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
-def frames_view(jpegs, box_fn, size, flip):
-  """Decode JPEGs, crop each with `box_fn(h, w)`, resize to `size`, optionally flip -> (N, size, size, 3)."""
-  out = np.empty((len(jpegs), size, size, 3), np.uint8)
-  for i, data in enumerate(jpegs):
-    frame = decode_jpeg(data)
-    out[i] = crop_resize(frame, box_fn(*frame.shape[:2]), size)
-  if flip:
-    out = out[:, :, ::-1]
+def frames_view(frames, indices, boxes, size, flips):
+  """Crop + resize + flip of frames -> (N, size, size, 3) uint8.
+
+  frames: callable index -> (H, W, 3) uint8 (e.g. a memoised JPEG decoder); indices: (N,) frame indices;
+  boxes: one (y0, x0, h, w) per index; flips: one bool per index.
+  """
+  out = np.empty((len(indices), size, size, 3), np.uint8)
+  for k, (i, box, flip) in enumerate(zip(indices, boxes, flips)):
+    crop_resize(frames(i), box, size, out[k])
+    if flip:
+      out[k] = out[k, :, ::-1]
   return out
 
 

@@ -44,21 +44,9 @@ from csvr_jax.data import sampling
 
 
 # ----------------------------------------------------------------------------------------- samples (pure)
-def _decoder(jpegs):
-  """Memoised decode: the same frame may appear in the clip, the future clip (loop policy) and the I-frames."""
-  cache = {}
-
-  def get(i):
-    i = int(i)
-    if i not in cache:
-      cache[i] = augment.decode_jpeg(jpegs[i])
-    return cache[i]
-  return get
-
-
-def _view(get, indices, box, size, flip):
-  out = np.stack([augment.crop_resize(get(i), box, size) for i in indices])
-  return out[:, :, ::-1] if flip else out
+def _clip_view(get, frames, box, size, flip):
+  """One box and flip for all frames of a clip -> (T, size, size, 3) uint8."""
+  return augment.frames_view(get, frames, [box] * len(frames), size, [flip] * len(frames))
 
 
 def pretrain_sample(record, video_index, c, rng):
@@ -68,19 +56,21 @@ def pretrain_sample(record, video_index, c, rng):
   clip_w, future_w = sampling.split_clip_future(window, c.clip_len)
   iframe_idx, iframe_mask = sampling.select_iframes(record['keyframe_indices'], clip_w.frames, c.iframe_margin,
                                                     c.max_iframes, rng)
-  get = _decoder(record['frames'])
+  get = augment.jpeg_decoder(record['frames'])
   hw = get(clip_w.frames[0]).shape[:2]
   box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
   flip = bool(rng.random() < c.flip_prob)
+  num_iframes = int(iframe_mask.sum())  # valid slots come first
   iframes = np.zeros((c.max_iframes, size, size, 3), np.uint8)
-  for m in np.flatnonzero(iframe_mask):
-    ibox = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
-    iframes[m] = _view(get, [iframe_idx[m]], ibox, size, bool(rng.random() < c.flip_prob))[0]
+  iframes[:num_iframes] = augment.frames_view(
+      get, iframe_idx[:num_iframes],
+      [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)], size,
+      [bool(f) for f in rng.random(num_iframes) < c.flip_prob])
   pose_in, pose_in_conf = augment.transform_poses(*sampling.pose_window(record['poses'], clip_w), box, hw, flip)
   pose_gt, pose_gt_conf = augment.transform_poses(*sampling.pose_window(record['poses'], future_w), box, hw, flip)
   return {
-      'clip': _view(get, clip_w.frames, box, size, flip),
-      'future_clip': _view(get, future_w.frames, box, size, flip),
+      'clip': _clip_view(get, clip_w.frames, box, size, flip),
+      'future_clip': _clip_view(get, future_w.frames, box, size, flip),
       'iframes': iframes,
       'iframe_mask': iframe_mask,
       'pose_in': pose_in, 'pose_in_conf': pose_in_conf,
@@ -94,22 +84,22 @@ def pretrain_sample(record, video_index, c, rng):
 def finetune_sample(record, c, rng):
   """A random clip (random resized crop + flip) and its label."""
   window = sampling.sample_window(int(record['num_frames']), c.clip_len, c.stride, c.short_video_policy, rng)
-  get = _decoder(record['frames'])
+  get = augment.jpeg_decoder(record['frames'])
   hw = get(window.frames[0]).shape[:2]
   box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
   flip = bool(rng.random() < c.flip_prob)
-  return {'clip': _view(get, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
+  return {'clip': _clip_view(get, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
 
 
 def eval_sample(record, video_index, clip_index, c):
   """Clip `clip_index` of `num_eval_clips` uniformly spaced clips, centre crop (deterministic)."""
   windows = sampling.eval_windows(int(record['num_frames']), c.clip_len, c.stride, c.num_eval_clips,
                                   c.short_video_policy)
-  get = _decoder(record['frames'])
+  get = augment.jpeg_decoder(record['frames'])
   frames = windows[clip_index].frames
   hw = get(frames[0]).shape[:2]
   box = augment.center_crop_box(*hw, c.short_side, c.crop_size)
-  return {'clip': _view(get, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
+  return {'clip': _clip_view(get, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
           'video_index': np.int32(video_index), 'clip_index': np.int32(clip_index), 'valid': np.bool_(True)}
 
 

@@ -1,0 +1,191 @@
+"""Pretraining input pipeline throughput vs the naive per-sample mp4 decode (`--what=pipeline`).
+
+Generates its own input in a temp dir: a few 320x240 H.264 videos (textured, panning background and a
+moving figure) and their records (frames as JPEG at short side 128, codec I-frames, poses), written with
+data_prep.tfds_writer. Then, on one core each (CPU time of this process):
+  1. JPEG decoders on the stored frames: simplejpeg (the pipeline's), OpenCV, PIL;
+  2. the Grain pretraining pipeline (clip + future + I-frames + poses, random resized crop + flip to 112),
+     num_workers=0, so samples per CPU-second = samples/s per worker core;
+  3. the naive baseline: per sample, open the mp4 with PyAV (one codec thread), seek to the key frame before
+     the window, decode up to the last needed frame (clip + future + I-frames), then the same crop + flip.
+Colour jitter / blur run on the accelerator inside the step and are not part of either number.
+"""
+import io
+import json
+import os
+import tempfile
+import time
+
+import av
+import cv2
+import ml_collections
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+from configs import base
+from csvr_jax.data import augment
+from csvr_jax.data import pipeline
+from csvr_jax.data import records
+from csvr_jax.data import sampling
+
+NUM_VIDEOS, NUM_FRAMES, WIDTH, HEIGHT, FPS, GOP = 4, 240, 320, 240, 25, 12
+PIPELINE_SAMPLES, BASELINE_SAMPLES, BATCH = 192, 24, 8
+
+
+def _video_frames(seed):
+  """(NUM_FRAMES, 240, 320, 3) uint8: panning smoothed-noise texture with a moving bright figure."""
+  rng = np.random.default_rng(seed)
+  texture = cv2.GaussianBlur(rng.integers(0, 256, (HEIGHT * 2, WIDTH * 2, 3), dtype=np.uint8), (0, 0), 5)
+  texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+  frames = np.empty((NUM_FRAMES, HEIGHT, WIDTH, 3), np.uint8)
+  for t in range(NUM_FRAMES):
+    dx, dy = int(t * 1.3) % WIDTH, int(t * 0.7) % HEIGHT
+    f = texture[dy:dy + HEIGHT, dx:dx + WIDTH].copy()
+    cx = int(WIDTH / 2 + 100 * np.sin(t / 20))
+    cv2.rectangle(f, (cx - 15, 60), (cx + 15, 200), (240, 200, 180), -1)
+    frames[t] = f
+  return frames
+
+
+def _write_mp4(path, frames):
+  with av.open(path, 'w') as out:
+    stream = out.add_stream('libx264', rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, 'yuv420p'
+    stream.gop_size = GOP
+    stream.options = {'keyint_min': str(GOP), 'sc_threshold': '0'}
+    for f in frames:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
+        out.mux(packet)
+    for packet in stream.encode():
+      out.mux(packet)
+
+
+def _record(path, index, short_side):
+  """Record of an mp4: decoded frames resized to short side 128 and JPEG-encoded, codec I-frames, poses."""
+  jpegs, keys = [], []
+  with av.open(path) as container:
+    for i, frame in enumerate(container.decode(video=0)):
+      rgb = frame.to_ndarray(format='rgb24')
+      h, w = rgb.shape[:2]
+      size = (int(round(w * short_side / h)), short_side) if h <= w else (short_side, int(round(h * short_side / w)))
+      small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+      jpegs.append(simplejpeg.encode_jpeg(small, quality=90))
+      if frame.key_frame:
+        keys.append(i)
+  n = len(jpegs)
+  t = np.arange(n)[:, None]
+  poses = np.zeros((n, records.NUM_JOINTS, 3), np.float16)
+  poses[..., 0] = 0.5 + 0.3 * np.sin(t / 20) + 0.01 * np.arange(records.NUM_JOINTS)
+  poses[..., 1] = np.linspace(0.25, 0.85, records.NUM_JOINTS)
+  poses[..., 2] = 1
+  return dict(video_id=os.path.basename(path), label=index % 2, num_frames=n, fps=float(FPS),
+              frames=np.array(jpegs, object), keyframe_indices=np.array(keys, np.int32), poses=poses,
+              pose_source='synthetic', gop=GOP)
+
+
+def _cpu_rate(fn, count):
+  """Runs fn() (which processes `count` samples) and returns samples per CPU-second of this process."""
+  start = time.process_time()
+  fn()
+  return count / (time.process_time() - start)
+
+
+def _decoder_ms(jpegs):
+  """CPU ms per frame for each decoder, best of 3 passes over `jpegs`."""
+  decoders = {
+      'simplejpeg': augment.decode_jpeg,
+      'opencv': lambda b: cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR),
+                                       cv2.COLOR_BGR2RGB),
+      'pil': lambda b: np.asarray(Image.open(io.BytesIO(b)).convert('RGB')),
+  }
+  out = {}
+  for name, dec in decoders.items():
+    times = []
+    for _ in range(3):
+      start = time.process_time()
+      for b in jpegs:
+        dec(b)
+      times.append(time.process_time() - start)
+    out[name] = 1e3 * min(times) / len(jpegs)
+  return out
+
+
+def _baseline_sample(path, c, rng):
+  """Naive loader: PyAV seek + decode of the window from the mp4, then crop + flip of every needed frame."""
+  window = sampling.sample_window(NUM_FRAMES, c.clip_len + c.future_len, c.stride, c.short_video_policy, rng)
+  clip_w, future_w = sampling.split_clip_future(window, c.clip_len)
+  # I-frames: with a fixed GOP they are every GOP-th frame (what the baseline would know from the container).
+  iframe_idx, iframe_mask = sampling.select_iframes(np.arange(0, NUM_FRAMES, GOP), clip_w.frames,
+                                                    c.iframe_margin, c.max_iframes, rng)
+  needed = set(window.frames.tolist()) | set(iframe_idx[iframe_mask].tolist())
+  first, last = min(needed), max(needed)
+  decoded = {}
+  with av.open(path) as container:
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1
+    ticks_per_frame = 1 / (FPS * stream.time_base)
+    container.seek(int(first * ticks_per_frame), stream=stream, backward=True)
+    for frame in container.decode(stream):
+      i = int(round(frame.pts / ticks_per_frame))
+      if i in needed:
+        decoded[i] = frame.to_ndarray(format='rgb24')
+      if i >= last:
+        break
+  box = augment.random_crop_box(HEIGHT, WIDTH, c.crop_scale, c.crop_ratio, rng)
+  flip = bool(rng.random() < c.flip_prob)
+  views = [augment.crop_resize(decoded[int(i)], box, c.crop_size) for i in window.frames]
+  for i in iframe_idx[iframe_mask]:
+    ibox = augment.random_crop_box(HEIGHT, WIDTH, c.crop_scale, c.crop_ratio, rng)
+    views.append(augment.crop_resize(decoded[int(i)], ibox, c.crop_size))
+  out = np.stack(views)
+  return out[:, :, ::-1] if flip else out
+
+
+def main():
+  c = ml_collections.ConfigDict(base.get_config().data.to_dict())
+  c.num_workers = 0
+  from data_prep import tfds_writer  # deferred: imports TFDS
+  with tempfile.TemporaryDirectory(prefix='csvr_pipeline_bench_') as tmp:
+    paths, recs = [], []
+    for i in range(NUM_VIDEOS):
+      path = os.path.join(tmp, f'video{i}.mp4')
+      _write_mp4(path, _video_frames(i))
+      paths.append(path)
+      recs.append(_record(path, i, c.short_side))
+    dataset_dir = tfds_writer.write_dataset(os.path.join(tmp, 'tfds'), 'pipeline_bench', ['a', 'b'],
+                                            {'train': recs})
+    stored = list(recs[0]['frames'][:36])
+    decoders = _decoder_ms(stored)
+
+    loader = pipeline.pretrain_loader(c, dataset_dir, 'train', BATCH, seed=0, shard_index=0, shard_count=1)
+    it = iter(loader)
+    batch = next(it)  # warm-up (file handles, first reads)
+    pipe_rate = _cpu_rate(lambda: [next(it) for _ in range(PIPELINE_SAMPLES // BATCH)], PIPELINE_SAMPLES)
+    start = time.perf_counter()
+    for _ in range(PIPELINE_SAMPLES // BATCH):
+      next(it)
+    pipe_wall = PIPELINE_SAMPLES / (time.perf_counter() - start)
+
+    rng = np.random.default_rng(0)
+    _baseline_sample(paths[0], c, rng)  # warm-up
+    base_rate = _cpu_rate(lambda: [_baseline_sample(paths[k % NUM_VIDEOS], c, rng)
+                                   for k in range(BASELINE_SAMPLES)], BASELINE_SAMPLES)
+
+  result = {
+      'jpeg_decode_ms_per_frame': {k: round(v, 3) for k, v in decoders.items()},
+      'stored_jpeg_kb': round(float(np.mean([len(b) for b in stored])) / 1024, 1),
+      'pipeline_samples_per_core_s': round(pipe_rate, 1),
+      'pipeline_samples_per_s_wall_1proc': round(pipe_wall, 1),
+      'baseline_pyav_samples_per_core_s': round(base_rate, 1),
+      'speedup_vs_baseline': round(pipe_rate / base_rate, 2),
+      'sample': {k: list(v.shape[1:]) for k, v in batch.items()},
+      'frames_per_sample': int(c.clip_len + c.future_len),
+      'max_iframes': int(c.max_iframes),
+  }
+  print(f"JPEG decode, CPU ms/frame (128x171, {result['stored_jpeg_kb']} KB): " +
+        ', '.join(f'{k} {v:.3f}' for k, v in result['jpeg_decode_ms_per_frame'].items()))
+  print(f"pretraining pipeline: {pipe_rate:.1f} samples/s per core (target >= 100); "
+        f"naive PyAV baseline: {base_rate:.1f} samples/s per core; speed-up {pipe_rate / base_rate:.1f}x "
+        '(target >= 5x)')
+  print(json.dumps(result))
