@@ -18,24 +18,28 @@ from data_prep import annotations as annotations_lib
 from data_prep import builder
 from data_prep import poses as poses_lib
 
-flags.DEFINE_enum('layout', None, sorted(annotations_lib.LAYOUTS), 'Annotation layout.')
-flags.DEFINE_string('videos_dir', None, 'Root of the video files (paths in the split files are relative to it).')
-flags.DEFINE_string('annotations', '', 'Split files: UCF101 ucfTrainTestlist folder, HMDB51 split folder, '
-                    'Kinetics CSV (or folder of CSVs), SSv2 label folder, folder layout: optional split list.')
-flags.DEFINE_string('poses', 'none', 'none | openpose:DIR | kinetics_skeleton:DIR')
-flags.DEFINE_string('out_dir', None, 'Output folder.')
-flags.DEFINE_string('name', None, 'Dataset name (lower_case_with_underscores).')
-flags.DEFINE_integer('split', 1, 'Official split (1-3) for UCF101 / HMDB51.')
-flags.DEFINE_integer('reencode_gop', 0, 'If > 0, re-encode every video with mpeg4 at this fixed GOP first.')
-flags.DEFINE_integer('jpeg_quality', 90, 'JPEG quality of the stored frames.')
-flags.DEFINE_integer('short_side', 128, 'Short side of the stored frames.')
-flags.DEFINE_integer('workers', 1, 'Worker processes (1: in this process).')
-flags.DEFINE_integer('shard_size', 32, 'Videos per work shard (the unit of resumption).')
-flags.DEFINE_integer('min_frames', 2, 'Videos with fewer decodable frames are skipped.')
-flags.DEFINE_float('folder_test_ratio', 0.2, 'folder layout without a split list: test fraction per class.')
-flags.DEFINE_integer('folder_seed', 0, 'folder layout without a split list: seed of the split.')
-flags.DEFINE_bool('keep_work', False, 'Keep the work shards after a successful build.')
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Command-line flags, defined only when run as a program (the module is also a library)."""
+  flags.DEFINE_enum('layout', None, sorted(annotations_lib.LAYOUTS), 'Annotation layout.')
+  flags.DEFINE_string('videos_dir', None, 'Root of the video files (paths in the split files are relative to it).')
+  flags.DEFINE_string('annotations', '', 'Split files: UCF101 ucfTrainTestlist folder, HMDB51 split folder, '
+                      'Kinetics CSV (or folder of CSVs), SSv2 label folder, folder layout: optional split list.')
+  flags.DEFINE_string('poses', 'none', 'none | openpose:DIR | kinetics_skeleton:DIR')
+  flags.DEFINE_string('out_dir', None, 'Output folder.')
+  flags.DEFINE_string('name', None, 'Dataset name (lower_case_with_underscores).')
+  flags.DEFINE_integer('split', 1, 'Official split (1-3) for UCF101 / HMDB51.')
+  flags.DEFINE_integer('reencode_gop', 0, 'If > 0, re-encode every video with mpeg4 at this fixed GOP first.')
+  flags.DEFINE_integer('jpeg_quality', 90, 'JPEG quality of the stored frames.')
+  flags.DEFINE_integer('short_side', 128, 'Short side of the stored frames.')
+  flags.DEFINE_integer('workers', 1, 'Worker processes (1: in this process).')
+  flags.DEFINE_integer('shard_size', 32, 'Videos per work shard (the unit of resumption).')
+  flags.DEFINE_integer('min_frames', 2, 'Videos with fewer decodable frames are skipped.')
+  flags.DEFINE_float('folder_test_ratio', 0.2, 'folder layout without a split list: test fraction per class.')
+  flags.DEFINE_integer('folder_seed', 0, 'folder layout without a split list: seed of the split.')
+  flags.DEFINE_bool('keep_work', False, 'Keep the work shards after a successful build.')
 
 
 def _human_bytes(n):
@@ -90,4 +94,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -27,16 +27,21 @@ from PIL import Image
 
 from data_prep import synth_figure
 
-flags.DEFINE_string('out_dir', None, 'Output folder (videos/, poses/, ucfTrainTestlist/).')
-flags.DEFINE_integer('classes', 10, f'Number of classes (at most {len(synth_figure.MOTIONS)}).')
-flags.DEFINE_integer('videos_per_class', 20, 'Videos per class.')
-flags.DEFINE_integer('frames', 64, 'Frames per video.')
-flags.DEFINE_integer('size', 112, 'Frame width and height (even).')
-flags.DEFINE_integer('seed', 0, 'Random seed.')
-flags.DEFINE_float('context', 0.5, 'Probability that a video shows its class\'s own scene type.')
-flags.DEFINE_integer('fps', 25, 'Frame rate.')
-flags.DEFINE_integer('gop', 16, 'Largest distance between I-frames (libx264 keyint).')
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Command-line flags, defined only when run as a program (the module is also a library)."""
+  flags.DEFINE_string('out_dir', None, 'Output folder (videos/, poses/, ucfTrainTestlist/).')
+  flags.DEFINE_integer('classes', 10, f'Number of classes (at most {len(synth_figure.MOTIONS)}).')
+  flags.DEFINE_integer('videos_per_class', 20, 'Videos per class.')
+  flags.DEFINE_integer('frames', 64, 'Frames per video.')
+  flags.DEFINE_integer('size', 112, 'Frame width and height (even).')
+  flags.DEFINE_integer('seed', 0, 'Random seed.')
+  flags.DEFINE_float('context', 0.5, 'Probability that a video shows its class\'s own scene type.')
+  flags.DEFINE_integer('fps', 25, 'Frame rate.')
+  flags.DEFINE_integer('gop', 16, 'Largest distance between I-frames (libx264 keyint).')
+
 
 NUM_SCENES = 10
 POSE_NOISE = 0.006     # Gaussian noise on pose coordinates, in units of the frame size
@@ -236,4 +241,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
