@@ -172,7 +172,7 @@ def _shard_records(spec, split, index, totals):
     yield record
 
 
-def assemble(spec, class_names, tasks):
+def assemble(spec, class_names, tasks, start_time):
   """Work shards -> skipped.jsonl + TFDS dataset + summary.json; returns the summary dict."""
   from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top - TFDS only where it is needed
   skipped, count, nonempty = [], {}, {}
@@ -204,7 +204,7 @@ def assemble(spec, class_names, tasks):
   summary = dict(dataset_dir=dataset_dir, videos_ok=totals['videos'], videos_skipped=len(skipped),
                  skipped_by_kind=kinds, videos_per_split=totals['per_split'], empty_splits=empty,
                  frames=totals['frames'], hours=totals['seconds'] / 3600, jpeg_bytes=totals['jpeg_bytes'],
-                 dataset_bytes=dataset_bytes, classes=len(class_names))
+                 dataset_bytes=dataset_bytes, classes=len(class_names), seconds=time.time() - start_time)
   atomic_write_bytes(summary_path(spec),
                      json.dumps(summary, indent=1, sort_keys=True).encode())
   return summary
@@ -231,8 +231,7 @@ def build(spec, workers=1, keep_work=False):
   else:
     atomic_write_bytes(fingerprint_path, fingerprint.encode())
   run_shards(spec, tasks, workers)
-  summary = assemble(spec, class_names, tasks)
-  summary['seconds'] = time.time() - start
+  summary = assemble(spec, class_names, tasks, start)
   if not keep_work:
     shutil.rmtree(work_dir(spec), ignore_errors=True)
   return summary

@@ -33,6 +33,9 @@ def test_build_synth_actions(tmp_path):
   assert summary['videos_ok'] == 12 and summary['videos_skipped'] == 0 and summary['frames'] == 144
   d = summary['dataset_dir']
   assert records.class_names(d) == ['Walk', 'Run', 'Jump']
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  by_name = tfds.data_source('synth', split='test', data_dir=str(tmp_path / 'out'), try_gcs=False)
+  assert len(by_name) == 3 and 'tensorflow' not in sys.modules  # the TFDS way of opening it works too
   test_list = open(f'{raw}/ucfTrainTestlist/testlist01.txt').read().split()
   for split, want_count in (('train', 9), ('test', 3)):
     recs = _read_all(d, split)
