@@ -21,6 +21,7 @@ def _standing(f):
 
 
 def walk(p, f, t, speed):
+  """Each motion: phase p (rad), facing f, time t (s), speed -> joint angles (see the module docstring)."""
   a = np.sin(p)
   return dict(lean=3 * f, lift=0.02 * abs(np.cos(p)), dx=0.30 * speed * t * f,
               ra=-f * 22 * a, re=-f * 22 * a + f * 18, la=f * 22 * a, le=f * 22 * a + f * 18,
@@ -51,6 +52,7 @@ def _raised_arm(side, p):
 
 
 def wave_one_hand(p, f, t, speed, hand=R):
+  del t, speed
   d = _standing(f)
   key = 'r' if hand == R else 'l'
   d[key + 'a'], d[key + 'e'] = _raised_arm(hand, p)
@@ -58,6 +60,7 @@ def wave_one_hand(p, f, t, speed, hand=R):
 
 
 def wave_both_hands(p, f, t, speed):
+  del t, speed
   d = _standing(f)
   d['ra'], d['re'] = _raised_arm(R, p)
   d['la'], d['le'] = _raised_arm(L, p)
@@ -122,6 +125,7 @@ def jumping_jack(p, f, t, speed):
 
 
 def arm_circles(p, f, t, speed):
+  del t, speed
   d = _standing(f)
   a = np.degrees(p) % 360
   d['ra'] = d['re'] = R * a
@@ -130,6 +134,7 @@ def arm_circles(p, f, t, speed):
 
 
 def side_step(p, f, t, speed):
+  del t, speed
   s = (1 - np.cos(2 * p)) / 2
   d = _standing(f)
   d['dx'] = 0.25 * np.sin(p)
@@ -141,11 +146,11 @@ def side_step(p, f, t, speed):
 
 
 def march(p, f, t, speed):
-  a, b = max(0.0, np.sin(p)), max(0.0, -np.sin(p))
+  del t, speed
+  a, b = max(0.0, np.sin(p)), max(0.0, -np.sin(p))  # high knees in turn; shins hang straight down
   return dict(lean=0.0, lift=0.0, dx=0.0, ra=-f * 35 * np.sin(p), re=-f * 35 * np.sin(p) + f * 90,
               la=f * 35 * np.sin(p), le=f * 35 * np.sin(p) + f * 90,
-              rt=R * 4 + f * 90 * a, rs=R * 4 + f * 90 * a - f * 90 * a, lt=L * 4 + f * 90 * b,
-              ls=L * 4 + f * 90 * b - f * 90 * b)
+              rt=R * 4 + f * 90 * a, rs=R * 4, lt=L * 4 + f * 90 * b, ls=L * 4)
 
 
 # name -> (motion, cycles per second at speed 1). Order = class order (class k uses MOTIONS[k]).
