@@ -16,6 +16,7 @@ joints, missed frames, occasional faint distractor detections), and ucfTrainTest
 import functools
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -223,6 +224,33 @@ def generate(out_dir, num_classes=10, videos_per_class=20, frames=64, size=112, 
     json.dump(dict(classes=names, videos_per_class=videos_per_class, frames=frames, size=size, seed=seed,
                    context=context, fps=fps, gop=gop), f, indent=1)
   return num_classes * videos_per_class
+
+
+def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64, size=128, seed=0, context=0.5,
+                       workers=1, name='synth_actions'):
+  """SynthActions end to end, for the demo: raw files in <data_dir>/raw, then data_prep.build's ucf101 layout
+  with the OpenPose ground truth. Returns the dataset dir (<data_dir>/<name>/1.0.0).
+
+  Idempotent: raw files and dataset made earlier with the same arguments are reused; other arguments
+  regenerate both.
+  """
+  from data_prep import builder  # pylint: disable=g-import-not-at-top - keeps the generator light to import
+  raw = os.path.join(data_dir, 'raw')
+  wanted = dict(classes=class_names(num_classes), videos_per_class=videos_per_class, frames=frames, size=size,
+                seed=seed, context=context, fps=25, gop=16)
+  meta_path = os.path.join(raw, 'synth_actions.json')
+  spec = builder.BuildSpec(layout='ucf101', videos_dir=os.path.join(raw, 'videos'),
+                           annotations=os.path.join(raw, 'ucfTrainTestlist'),
+                           poses='openpose:' + os.path.join(raw, 'poses'), out_dir=data_dir, name=name)
+  have = None
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      have = json.load(f)
+  if have != wanted:
+    for stale in (raw, os.path.join(data_dir, name), builder.work_dir(spec)):
+      shutil.rmtree(stale, ignore_errors=True)
+    generate(raw, num_classes, videos_per_class, frames, size, seed, context)
+  return builder.build(spec, workers=workers)['dataset_dir']
 
 
 def main(argv):

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from csvr_jax.data import records
 from data_prep import synth_actions
 from data_prep import synth_figure
 from data_prep import video_io
@@ -94,3 +95,15 @@ def test_bad_arguments():
     synth_actions.class_names(99)
   with pytest.raises(ValueError, match='--size'):
     synth_actions.generate('/nonexistent', size=31)
+
+
+def test_generate_and_build_is_idempotent(tmp_path):
+  kw = dict(num_classes=2, videos_per_class=4, frames=6, size=32)
+  d = synth_actions.generate_and_build(str(tmp_path), **kw)
+  src = records.open_split(d, 'train')
+  assert len(src) == 6 and records.class_names(d) == ['Walk', 'Run'] and src[0]['pose_source'] == b'openpose'
+  stamp = os.path.getmtime(os.path.join(d, 'dataset_info.json'))
+  assert synth_actions.generate_and_build(str(tmp_path), **kw) == d  # reused
+  assert os.path.getmtime(os.path.join(d, 'dataset_info.json')) == stamp
+  d2 = synth_actions.generate_and_build(str(tmp_path), **dict(kw, frames=8))  # other arguments: rebuilt
+  assert d2 == d and records.open_split(d2, 'test')[0]['num_frames'] == 8
