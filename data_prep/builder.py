@@ -4,8 +4,8 @@ Stage 1 turns each video into a record (data_prep.video_io + data_prep.poses) in
 videos; each shard is written atomically (temp file + rename) to `<out_dir>/.<name>.work/`, so a build killed
 at any point keeps its finished shards and the same command redoes only the missing ones. Stage 2 streams the
 shards, in plan order, into the TFDS writer (data_prep.tfds_writer; one ArrayRecord file per non-empty work
-shard, so peak memory is one shard), which itself renames a complete dataset into place. Records and their order depend only on the inputs and options, never on the worker count or on
-interruptions.
+shard, so peak memory is one shard), which itself renames a complete dataset into place. Records and their
+order depend only on the inputs and options, never on the worker count, interruptions or dead workers.
 """
 import concurrent.futures
 import dataclasses
@@ -112,23 +112,66 @@ def _skip_kind(error):
   return 'video' if isinstance(error, video_io.VideoError) else 'error'
 
 
+def video_outcome(spec, split, rel_path, label):
+  """-> ('record', record dict) or ('skip', {video, split, kind, reason}); never raises for a bad video."""
+  try:
+    return 'record', make_record(spec, rel_path, label)
+  except Exception as e:  # pylint: disable=broad-except - any bad video is skipped, the build goes on
+    reason = str(e) if isinstance(e, (video_io.VideoError, poses_lib.PoseError)) else f'{type(e).__name__}: {e}'
+    return 'skip', dict(video=rel_path, split=split, kind=_skip_kind(e), reason=reason)
+
+
+def _write_shard(spec, split, index, outcomes):
+  records = [value for kind, value in outcomes if kind == 'record']
+  skipped = [value for kind, value in outcomes if kind == 'skip']
+  atomic_write_bytes(shard_path(spec, split, index),
+                     pickle.dumps(dict(records=records, skipped=skipped), protocol=pickle.HIGHEST_PROTOCOL))
+  return len(outcomes), len(skipped)
+
+
+def _started_path(spec, split, index):
+  return shard_path(spec, split, index) + '.started'
+
+
 def process_shard(spec, split, index, entries, on_video=None):
   """Builds one shard and writes it atomically; returns (number of videos, number skipped).
 
   on_video: called after each video (in-process progress); worker processes report per shard instead.
+  A `.started` marker lets the parent find the shards a dead worker was on.
   """
-  records, skipped = [], []
+  open(_started_path(spec, split, index), 'w').close()
+  outcomes = []
   for rel_path, label in entries:
-    try:
-      records.append(make_record(spec, rel_path, label))
-    except Exception as e:  # pylint: disable=broad-except - any bad video is skipped, the build goes on
-      reason = str(e) if isinstance(e, (video_io.VideoError, poses_lib.PoseError)) else f'{type(e).__name__}: {e}'
-      skipped.append(dict(video=rel_path, split=split, kind=_skip_kind(e), reason=reason))
+    outcomes.append(video_outcome(spec, split, rel_path, label))
     if on_video:
       on_video()
-  atomic_write_bytes(shard_path(spec, split, index),
-                     pickle.dumps(dict(records=records, skipped=skipped), protocol=pickle.HIGHEST_PROTOCOL))
-  return len(entries), len(skipped)
+  return _write_shard(spec, split, index, outcomes)
+
+
+def _spawn_pool(workers):
+  ctx = multiprocessing.get_context('spawn')  # no inherited locks or threads from the parent
+  return concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
+
+
+def isolate_shard(spec, split, index, entries):
+  """Builds a shard one video at a time in a 1-process pool: a video that kills its process (a decoder
+  crash) is skipped with kind 'crash' and the pool is replaced. Returns (videos, skipped)."""
+  outcomes, pool = [], None
+  try:
+    for rel_path, label in entries:
+      pool = pool or _spawn_pool(1)
+      try:
+        outcomes.append(pool.submit(video_outcome, spec, split, rel_path, label).result())
+      except concurrent.futures.process.BrokenProcessPool:
+        pool.shutdown(wait=True)
+        pool = None
+        outcomes.append(('skip', dict(video=rel_path, split=split, kind='crash',
+                                      reason=f'{os.path.join(spec.videos_dir, rel_path)}: the process preparing '
+                                             'it died (decoder crash or out of memory)')))
+  finally:
+    if pool:
+      pool.shutdown(wait=True)
+  return _write_shard(spec, split, index, outcomes)
 
 
 def _progress(total, initial):
@@ -138,8 +181,15 @@ def _progress(total, initial):
 
 
 def run_shards(spec, tasks, workers):
-  """Builds the shards that are not on disk yet, `workers` processes (1: in this process)."""
-  todo = [t for t in tasks if not os.path.exists(shard_path(spec, t[0], t[1]))]
+  """Builds the shards that are not on disk yet, `workers` processes (1: in this process).
+
+  With workers > 1, a worker that dies (a decoder segfault, the OOM killer) breaks the pool: the shards it
+  was on are redone video by video in isolation (isolate_shard), then the pool restarts for the rest.
+  """
+  for marker in glob.glob(os.path.join(work_dir(spec), '*.started')):
+    os.remove(marker)  # left by an interrupted run: that was not a crash of these shards
+  done = lambda t: os.path.exists(shard_path(spec, t[0], t[1]))
+  todo = [t for t in tasks if not done(t)]
   total = sum(len(t[2]) for t in tasks)
   bar = _progress(total, total - sum(len(t[2]) for t in todo))
   try:
@@ -147,11 +197,24 @@ def run_shards(spec, tasks, workers):
       for split, index, entries in todo:
         process_shard(spec, split, index, entries, on_video=lambda: bar.update(1))
       return
-    ctx = multiprocessing.get_context('spawn')  # no inherited locks or threads from the parent
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-      futures = [pool.submit(process_shard, spec, *t) for t in todo]
-      for future in concurrent.futures.as_completed(futures):
-        bar.update(future.result()[0])
+    while todo:
+      try:
+        with _spawn_pool(workers) as pool:
+          futures = [pool.submit(process_shard, spec, *t) for t in todo]
+          for future in concurrent.futures.as_completed(futures):
+            bar.update(future.result()[0])
+        todo = []
+      except concurrent.futures.process.BrokenProcessPool:
+        suspects = [t for t in todo if not done(t) and os.path.exists(_started_path(spec, t[0], t[1]))]
+        if not suspects:
+          raise RuntimeError('worker processes die before starting any video; run with --workers=1 to see why')
+        bar.write(f'a worker process died; redoing {len(suspects)} shard(s) one video at a time',
+                  file=sys.stderr)
+        for t in suspects:
+          isolate_shard(spec, *t)
+        todo = [t for t in todo if not done(t)]
+        bar.n = total - sum(len(t[2]) for t in todo)  # futures lost with the pool never reported
+        bar.refresh()
   finally:
     bar.close()
 

@@ -57,11 +57,10 @@ def decode_video(path, short_side):
   """Decodes all frames, resized to short side `short_side` and kept in the codec's YUV 4:2:0.
 
   Returns dict(frames=(F, 3h/2, w) uint8 full-range YUV 4:2:0 (yuvj420p: the Y plane, then U, then V, as PyAV
-  packs them), size=(w, h), keyframe_indices,
-  fps, width, height) where width and height are the ORIGINAL size (pixel pose coordinates are normalised by
-  it). Scaling in YUV with one reused swscale context and JPEG-encoding the planes (JFIF is full-range
-  YCbCr) skips two colour conversions: ~2x faster than going through RGB. A resolution change mid-stream is scaled to the first size.
-  Raises VideoError.
+  packs them), size=(w, h), keyframe_indices, fps, width, height) where width and height are the ORIGINAL
+  size (pixel pose coordinates are normalised by it). Scaling in YUV with one reused swscale context and
+  JPEG-encoding the planes (JFIF is full-range YCbCr) skips two colour conversions: ~2x faster than going
+  through RGB. A resolution change mid-stream is scaled to the first size. Raises VideoError.
   """
   try:
     with av.open(_source(path)) as container:
