@@ -1,4 +1,5 @@
 """Downstream metrics: retrieval R@k and kNN against brute force, linear probe, per-video averaging."""
+import flax.linen as nn
 import numpy as np
 import pytest
 
@@ -129,3 +130,65 @@ def test_classification_metrics():
   assert m['per_class_accuracy'][0] == 1.0 and m['per_class_accuracy'][1] == 0.5
   assert np.isnan(m['per_class_accuracy'][2])  # no test video of class 2
   assert m['mean_class_accuracy'] == 0.75
+
+
+# ------------------------------------------------------------------ feature extraction on the device mesh
+
+def _tiny_config():
+  from configs import base
+  c = base.get_config()
+  c.model.vnet, c.model.width = 'r3d_18', 0.0625
+  c.data.clip_len, c.data.crop_size = 4, 16
+  return c
+
+
+class _TinyVideoNet(nn.Module):
+  """A one-conv video network with the backbones' interface (any apply_fn returning 'pooled' works)."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.relu(nn.Conv(6, (2, 3, 3), strides=(1, 2, 2))(x))
+    return {'pooled': x.mean(axis=(1, 2, 3)), 'features': x}
+
+
+def test_extract_video_features_averages_valid_clips_on_8_devices():
+  import jax
+  from csvr_jax import parallel
+  from csvr_jax.data import augment
+  from csvr_jax.train import evaluate
+  c = _tiny_config()
+  model = _TinyVideoNet()
+  variables = model.init(jax.random.key(0), np.zeros((1, 4, 16, 16, 3), np.float32))
+  rng = np.random.default_rng(0)
+  # 3 videos x 3 clips = 9 real rows, padded to 2 batches of 8 (7 padding rows of noise, index 0).
+  clips = rng.integers(0, 256, (16, 4, 16, 16, 3), dtype=np.uint8)
+  video_index = np.array([2, 0, 1, 1, 2, 0, 0, 2, 1] + [0] * 7)
+  valid = np.arange(16) < 9
+  labels = np.array([5, 3, 4, 4, 5, 3, 3, 5, 4] + [0] * 7)
+  batches = [dict(clip=clips[i:i + 8], video_index=video_index[i:i + 8], valid=valid[i:i + 8],
+                  label=labels[i:i + 8]) for i in (0, 8)]
+  mesh = parallel.make_mesh(c)
+  assert parallel.data_size(mesh) == 8
+  feats, video_labels = evaluate.extract_video_features(model.apply, variables, batches, 3, c, mesh)
+  direct = np.asarray(model.apply(variables, augment.normalize(clips[:9], c.data.mean, c.data.std))['pooled'])
+  want = np.stack([direct[video_index[:9] == v].mean(0) for v in range(3)])
+  np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(video_labels, [3, 4, 5])
+  one = parallel.make_mesh(c, jax.devices()[:1])
+  feats1, _ = evaluate.extract_video_features(model.apply, variables, batches, 3, c, one)
+  np.testing.assert_allclose(feats1, feats, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluator_specs_and_schedule():
+  from csvr_jax.train import evaluate
+  c = _tiny_config()
+  c.evals.knn = dict(type='knn', every_steps=10)
+  c.evals.probe = dict(type='linear_probe', every_steps=25, query_split='validation')
+  specs = evaluate.evaluator_specs(c)
+  assert specs['probe']['query_split'] == 'validation' and specs['knn']['dataset_dir'] == ''
+  assert evaluate.due_evaluators(c, 50) == ['knn', 'probe']
+  assert evaluate.due_evaluators(c, 30) == ['knn']
+  assert evaluate.run_evaluators(c, 7, None, None) == {}  # nothing due: no work, no data needed
+  c.evals.bad = dict(type='knn', every_step=5)
+  with pytest.raises(ValueError, match=r'config.evals.bad: unknown keys \[.every_step.\]'):
+    evaluate.evaluator_specs(c)

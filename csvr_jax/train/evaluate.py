@@ -1,0 +1,229 @@
+"""Frozen-backbone evaluation: retrieval, kNN and linear probe modes, and evaluators during pretraining.
+
+Protocol (the paper, section "Finetuning"; DESIGN.md section 1): every video of a split is seen as
+`data.num_eval_clips` (10) uniformly spaced clips x centre crop; the backbone's pooled features of its clips
+are averaged per video ('video_index', padding rows with valid=False ignored; no video is dropped). Retrieval:
+test videos query the train videos by cosine similarity (optionally each set mean-centred first, CoCLR's
+--center), R@k counts a hit if any of the top k shares the query's class. The pure metrics live in
+downstream_metrics.py and are re-exported here (`retrieval_recall` is the public entry point for features
+computed elsewhere).
+
+Modes (`python -m csvr_jax.main --mode=retrieval|linear_probe --config=... --workdir=...`):
+the backbone comes from `config.checkpoint.init_from` (export dir, torchvision .pth/.npz, or '' = random
+init, the from-scratch baseline); results merge into workdir/results.json and report.md is rewritten.
+
+Evaluators during pretraining (big_vision style), chosen in the config:
+  config.evals.knn = dict(type='knn', every_steps=1000)
+  config.evals.probe = dict(type='linear_probe', every_steps=5000, dataset_dir='data/ucf101')
+Keys of each entry (defaults in EVALUATOR_DEFAULTS; other keys are an error):
+  type: 'knn' (-> eval/<name>/top1 = kNN top-1 with config.eval.knn_k, eval/<name>/R@k for config.eval.retrieval_ks)
+        | 'linear_probe' (-> eval/<name>/top1);
+  every_steps: run when step % every_steps == 0 (0 = never);
+  dataset_dir: '' = config.data.dataset_dir; gallery_split / query_split: '' = config.data.train_split /
+  config.data.eval_split (the gallery is also the probe's training set).
+The pretraining loop calls `run_evaluators(config, step, vnet_variables, vnet.apply)` and logs the returned
+flat dict (empty when no evaluator is due).
+"""
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csvr_jax import parallel
+from csvr_jax import report
+from csvr_jax.data import augment
+from csvr_jax.train import downstream_metrics
+from csvr_jax.train.downstream_metrics import (average_per_video, classification_metrics, fit_linear_probe,
+                                               knn_accuracy, l2_normalize, predict_linear_probe,
+                                               retrieval_recall)
+from csvr_jax.train import backbone_init
+
+__all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_linear_probe', 'average_per_video',
+           'classification_metrics', 'extract_video_features', 'run_evaluators', 'retrieval_mode',
+           'linear_probe_mode']
+
+EVALUATOR_DEFAULTS = {
+    'knn': dict(type='knn', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
+    'linear_probe': dict(type='linear_probe', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
+}
+
+
+# ------------------------------------------------------------------ features
+
+@functools.lru_cache(maxsize=8)
+def _feature_step(apply_fn, mesh, mean, std):
+  """jitted (variables, uint8 clips (B, T, S, S, 3) split on 'data') -> (B, C) float32 pooled features."""
+  def local(variables, clips):
+    x = augment.normalize(clips, mean, std)
+    return apply_fn(variables, x, train=False)['pooled'].astype(jnp.float32)
+
+  return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH))
+
+
+@functools.lru_cache(maxsize=8)
+def _gather(mesh):
+  return jax.jit(lambda t: t, out_shardings=parallel.replicated(mesh))  # every process gets every row
+
+
+def extract_video_features(apply_fn, variables, batches, num_videos, config, mesh=None):
+  """Per-video features averaged over the clips of an evaluation loader.
+
+  Args:
+    apply_fn: the backbone's `apply(variables, x, train=False) -> {'pooled': (B, C), ...}`.
+    variables: backbone {'params', 'batch_stats'}.
+    batches: iterable of this process's eval batches {'clip' uint8 (b, T, S, S, 3), 'video_index' (b,),
+      'valid' (b,) bool, 'label' (b,)}; padding rows have valid=False.
+    num_videos: videos in the split (every one must appear).
+    config: the full config (data.mean / data.std normalise the clips).
+    mesh: device mesh; batches are split over its 'data' axis (None = built from config.mesh).
+  Returns:
+    (features (num_videos, C) float64, labels (num_videos,) int64).
+  """
+  mesh = parallel.make_mesh(config) if mesh is None else mesh
+  variables = parallel.replicate(jax.device_get(variables), mesh)
+  step = _feature_step(apply_fn, mesh, tuple(map(float, config.data.mean)), tuple(map(float, config.data.std)))
+  feats, index, valid, labels = [], [], [], []
+  for batch in batches:
+    g = parallel.host_to_global({k: batch[k] for k in ('clip', 'video_index', 'valid', 'label')}, mesh)
+    f = step(variables, g['clip'])
+    rows = jax.device_get(_gather(mesh)((f, g['video_index'], g['valid'], g['label'])))
+    for acc, r in zip((feats, index, valid, labels), rows):
+      acc.append(np.asarray(r))
+  if not feats:
+    raise ValueError('extract_video_features: the evaluation loader yielded no batch')
+  index, valid, labels = np.concatenate(index), np.concatenate(valid).astype(bool), np.concatenate(labels)
+  means, _ = average_per_video(np.concatenate(feats), index, valid, num_videos)
+  video_labels = np.zeros(num_videos, np.int64)
+  video_labels[index[valid]] = labels[valid]
+  return means, video_labels
+
+
+def split_features(config, dataset_dir, split, apply_fn, variables, mesh=None):
+  """Features and labels of every video of `split` through the 10-clip evaluation loader."""
+  from csvr_jax.data import pipeline  # deferred: the Grain/TFDS stack is only needed here
+  cfg = config.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.data.dataset_dir = dataset_dir
+  loader, num_videos = pipeline.eval_loader(cfg, split)
+  return extract_video_features(apply_fn, variables, loader, num_videos, cfg, mesh)
+
+
+def _prepare(query, gallery, mean_center):
+  return l2_normalize(query, mean_center), l2_normalize(gallery, mean_center)
+
+
+def knn_metrics(config, query, query_labels, gallery, gallery_labels):
+  """{'top1': kNN top-1, 'R@k': ...} on (optionally mean-centred) L2-normalised video features."""
+  q, g = _prepare(query, gallery, config.eval.mean_center)
+  out = {'top1': knn_accuracy(q, query_labels, g, gallery_labels, k=config.eval.knn_k)}
+  out.update(retrieval_recall(q, query_labels, g, gallery_labels, ks=tuple(config.eval.retrieval_ks)))
+  return out
+
+
+def linear_probe_metrics(config, query, query_labels, gallery, gallery_labels, num_classes):
+  """Trains the probe on the gallery (train) videos, tests on the query videos -> classification metrics."""
+  probe = fit_linear_probe(gallery, gallery_labels, num_classes, l2=config.eval.linear_probe_l2)
+  return classification_metrics(predict_linear_probe(probe, query), query_labels, num_classes)
+
+
+# ------------------------------------------------------------------ evaluators during pretraining
+
+def evaluator_specs(config):
+  """name -> complete spec (defaults filled); one-line error for an unknown type or key."""
+  specs = {}
+  for name, spec in config.evals.items():
+    spec = dict(spec)
+    kind = spec.get('type')  # not a config default: 'type' is required, checked right here
+    if kind not in EVALUATOR_DEFAULTS:
+      raise ValueError(f'config.evals.{name}.type={kind!r}: choose one of {sorted(EVALUATOR_DEFAULTS)}')
+    unknown = sorted(set(spec) - set(EVALUATOR_DEFAULTS[kind]))
+    if unknown:
+      raise ValueError(f'config.evals.{name}: unknown keys {unknown}; known: {sorted(EVALUATOR_DEFAULTS[kind])}')
+    specs[name] = {**EVALUATOR_DEFAULTS[kind], **spec}
+  return specs
+
+
+def due_evaluators(config, step):
+  """Names of the evaluators that run at `step`."""
+  return [n for n, s in evaluator_specs(config).items() if s['every_steps'] > 0 and step % s['every_steps'] == 0]
+
+
+def run_evaluators(config, step, vnet_variables, apply_fn, mesh=None):
+  """Runs the evaluators of config.evals that are due at `step` on the frozen V-Network.
+
+  Args:
+    config: the full config; step: the training step (evaluators run when step % every_steps == 0).
+    vnet_variables: the V-Network's {'params', 'batch_stats'} (any placement; pulled to the host once).
+    apply_fn: the V-Network's `apply` (flax `module.apply`), called with train=False.
+    mesh: the device mesh (None = from config.mesh).
+  Returns:
+    flat {'eval/<name>/top1': ..., 'eval/<name>/R@1': ...} as Python floats; {} when nothing is due.
+    Every process must call it (feature extraction is a collective); all get the same dict.
+  """
+  due = due_evaluators(config, step)
+  if not due:
+    return {}
+  specs = evaluator_specs(config)
+  cache = {}  # (dataset_dir, split) -> features: evaluators on the same split share one extraction
+  out = {}
+  for name in due:
+    s = specs[name]
+    dataset_dir = s['dataset_dir'] or config.data.dataset_dir
+    splits = (s['query_split'] or config.data.eval_split, s['gallery_split'] or config.data.train_split)
+    for split in splits:
+      if (dataset_dir, split) not in cache:
+        cache[(dataset_dir, split)] = split_features(config, dataset_dir, split, apply_fn, vnet_variables, mesh)
+    (q, ql), (g, gl) = cache[(dataset_dir, splits[0])], cache[(dataset_dir, splits[1])]
+    if s['type'] == 'knn':
+      metrics = knn_metrics(config, q, ql, g, gl)
+    else:
+      num_classes = int(max(ql.max(), gl.max())) + 1
+      metrics = {'top1': linear_probe_metrics(config, q, ql, g, gl, num_classes)['top1']}
+    out.update({f'eval/{name}/{k}': float(v) for k, v in metrics.items()})
+  return out
+
+
+# ------------------------------------------------------------------ modes
+
+def _mode_features(config):
+  """Backbone from config.checkpoint.init_from -> train/test features and the run's description."""
+  model, variables, meta = backbone_init.load_backbone(config)
+  test = split_features(config, config.data.dataset_dir, config.data.eval_split, model.apply, variables)
+  train = split_features(config, config.data.dataset_dir, config.data.train_split, model.apply, variables)
+  return train, test, report.describe_run(config, meta)
+
+
+def _finish(workdir, run, metrics, per_class=None):
+  if jax.process_index() == 0:
+    report.update_results(workdir, run, metrics, per_class)
+    report.write_report(workdir)
+    print(' '.join(f'{k} {100 * v:.1f}' for k, v in metrics.items() if v is not None))
+
+
+def retrieval_mode(config, workdir):
+  """`--mode=retrieval`: R@k and kNN top-1 of test videos querying train videos; -> results.json."""
+  (g, gl), (q, ql), run = _mode_features(config)
+  m = knn_metrics(config, q, ql, g, gl)
+  metrics = {'knn/top1': m.pop('top1'), **{f'retrieval/{k}': v for k, v in m.items()}}
+  _finish(workdir, run, metrics)
+  return metrics
+
+
+def linear_probe_mode(config, workdir):
+  """`--mode=linear_probe`: multinomial logistic regression on frozen video features; -> results.json."""
+  from csvr_jax.data import records  # deferred with the data stack
+  (g, gl), (q, ql), run = _mode_features(config)
+  names = records.class_names(config.data.dataset_dir)
+  m = linear_probe_metrics(config, q, ql, g, gl, len(names))
+  metrics = {'linear_probe/top1': m['top1'], 'linear_probe/top5': m['top5'],
+             'linear_probe/mean_class_accuracy': m['mean_class_accuracy']}
+  per_class = {'linear_probe': dict(zip(names, m['per_class_accuracy'].tolist()))}
+  _finish(workdir, run, metrics, per_class)
+  return metrics
+
+
+# Pure metrics, re-exported for `from csvr_jax.train.evaluate import ...`.
+first_hit_rank = downstream_metrics.first_hit_rank
+knn_predict = downstream_metrics.knn_predict
