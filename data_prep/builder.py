@@ -197,6 +197,7 @@ def run_shards(spec, tasks, workers):
       for split, index, entries in todo:
         process_shard(spec, split, index, entries, on_video=lambda: bar.update(1))
       return
+    fruitless = 0  # pool breaks in a row that finished no shard: workers that die on start-up
     while todo:
       try:
         with _spawn_pool(workers) as pool:
@@ -206,13 +207,16 @@ def run_shards(spec, tasks, workers):
         todo = []
       except concurrent.futures.process.BrokenProcessPool:
         suspects = [t for t in todo if not done(t) and os.path.exists(_started_path(spec, t[0], t[1]))]
-        if not suspects:
-          raise RuntimeError('worker processes die before starting any video; run with --workers=1 to see why')
         bar.write(f'a worker process died; redoing {len(suspects)} shard(s) one video at a time',
                   file=sys.stderr)
         for t in suspects:
           isolate_shard(spec, *t)
-        todo = [t for t in todo if not done(t)]
+        left = [t for t in todo if not done(t)]
+        fruitless = 0 if len(left) < len(todo) else fruitless + 1
+        if fruitless >= 3:
+          raise RuntimeError('worker processes keep dying before finishing any shard; '
+                             'run with --workers=1 to see why') from None
+        todo = left
         bar.n = total - sum(len(t[2]) for t in todo)  # futures lost with the pool never reported
         bar.refresh()
   finally:
