@@ -49,7 +49,7 @@ def work_dir(spec):
 
 
 def skipped_path(spec):
-  """One JSON line per skipped video: {video, split, kind (video | pose | error), reason}."""
+  """One JSON line per skipped video: {video, split, kind (video | pose | crash | error), reason}."""
   return os.path.join(spec.out_dir, spec.name, 'skipped.jsonl')
 
 
@@ -280,11 +280,15 @@ def assemble(spec, class_names, tasks, start_time):
 def build(spec, workers=1, keep_work=False):
   """The whole build; resumes from the work shards of an earlier run of the same spec. Returns the summary."""
   from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top
-  if os.path.exists(tfds_writer.dataset_dir_for(spec.out_dir, spec.name)):
+  dataset_dir = tfds_writer.dataset_dir_for(spec.out_dir, spec.name)
+  if os.path.exists(dataset_dir):
     if os.path.exists(summary_path(spec)):
       with open(summary_path(spec)) as f:
         return dict(json.load(f), already_built=True)
-    raise FileExistsError(f'{tfds_writer.dataset_dir_for(spec.out_dir, spec.name)}: dataset exists')
+    if not os.path.isdir(work_dir(spec)):
+      raise FileExistsError(f'{dataset_dir}: dataset exists (not made by data_prep.build, or its summary was '
+                            'deleted); remove it or use another --name')
+    shutil.rmtree(dataset_dir)  # killed between writing the dataset and its summary: assemble it again
   start = time.time()
   class_names, tasks = plan(spec)
   os.makedirs(work_dir(spec), exist_ok=True)
