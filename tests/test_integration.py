@@ -6,6 +6,7 @@ import pytest
 
 from csvr_jax.models import heads
 from csvr_jax.models import integration
+from fast_init import fast_variables  # tests/ is on sys.path (pytest rootdir-less import mode)
 
 jax.config.update('jax_default_matmul_precision', 'highest')
 
@@ -55,7 +56,7 @@ def _case(t_d=4, t1=2):
 def test_adain_matches_numpy(t_d, t1):
   f_s, f_d = _case(t_d, t1)
   mod = integration.AdaINIntegration(channels=4)
-  variables = mod.init(jax.random.key(1), jnp.asarray(f_s), jnp.asarray(f_d))
+  variables = fast_variables(mod, jnp.asarray(f_s), jnp.asarray(f_d), seed=1)
   # Perturb gamma's bias away from its init of 1 so the test also sees the gamma path.
   params = jax.tree.map(np.asarray, variables['params'])
   params['gamma']['bias'] = params['gamma']['bias'] + np.linspace(-0.5, 0.5, 4, dtype=np.float32)
@@ -72,7 +73,7 @@ def test_adain_matches_numpy(t_d, t1):
 def test_adain_identity_params_give_bn_of_f_s():
   f_s, f_d = _case()
   mod = integration.AdaINIntegration(channels=4)
-  variables = mod.init(jax.random.key(2), jnp.asarray(f_s), jnp.asarray(f_d))
+  variables = fast_variables(mod, jnp.asarray(f_s), jnp.asarray(f_d), seed=2)
   params = jax.tree.map(np.asarray, variables['params'])
   params['gamma'] = dict(kernel=np.zeros_like(params['gamma']['kernel']), bias=np.ones(4, np.float32))
   params['beta'] = dict(kernel=np.zeros_like(params['beta']['kernel']), bias=np.zeros(4, np.float32))
@@ -86,7 +87,7 @@ def test_adain_identity_params_give_bn_of_f_s():
 def test_concat_integration_uses_both_inputs():
   f_s, f_d = _case()
   mod = integration.get_integration('concat', channels=4)
-  variables = mod.init(jax.random.key(3), jnp.asarray(f_s), jnp.asarray(f_d))
+  variables = fast_variables(mod, jnp.asarray(f_s), jnp.asarray(f_d), seed=3)
   apply = lambda a, b: mod.apply(variables, a, b)[0]
   f_i = apply(jnp.asarray(f_s), jnp.asarray(f_d))
   assert f_i.shape == f_s.shape
@@ -102,10 +103,10 @@ def test_integration_errors_name_the_key():
 def test_heads_shapes_and_dropout():
   x = jnp.asarray(np.random.default_rng(4).normal(size=(3, 6)), jnp.float32)
   g = heads.ProjectionHead(hidden=8, out=5)
-  emb = g.apply(g.init(jax.random.key(0), x), x)
+  emb = g.apply(fast_variables(g, x), x)
   assert emb.shape == (3, 5) and emb.dtype == jnp.float32
   clf = heads.Classifier(num_classes=4, dropout=0.5)
-  v = clf.init(jax.random.key(0), x)
+  v = fast_variables(clf, x)
   eval_logits = clf.apply(v, x)
   np.testing.assert_allclose(eval_logits, x @ v['params']['fc']['kernel'] + v['params']['fc']['bias'], atol=1e-5)
   train_logits = clf.apply(v, x, train=True, rngs={'dropout': jax.random.key(1)})
