@@ -124,8 +124,11 @@ def video_outcome(spec, split, rel_path, label):
 def _write_shard(spec, split, index, outcomes):
   records = [value for kind, value in outcomes if kind == 'record']
   skipped = [value for kind, value in outcomes if kind == 'skip']
+  # Two pickles back to back: a small header (read alone when assembling), then the records.
+  header = dict(num_records=len(records), skipped=skipped)
   atomic_write_bytes(shard_path(spec, split, index),
-                     pickle.dumps(dict(records=records, skipped=skipped), protocol=pickle.HIGHEST_PROTOCOL))
+                     pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
+                     + pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
   return len(outcomes), len(skipped)
 
 
@@ -223,14 +226,16 @@ def run_shards(spec, tasks, workers):
     bar.close()
 
 
-def _read_shard(spec, split, index):
+def _read_shard(spec, split, index, with_records):
+  """-> (header dict, list of records or None) of a work shard."""
   with open(shard_path(spec, split, index), 'rb') as f:
-    return pickle.load(f)
+    header = pickle.load(f)
+    return header, (pickle.load(f) if with_records else None)
 
 
 def _shard_records(spec, split, index, totals):
   """The records of one work shard, adding to `totals` as they are read (TFDS calls this while writing)."""
-  for record in _read_shard(spec, split, index)['records']:
+  for record in _read_shard(spec, split, index, with_records=True)[1]:
     totals['videos'] += 1
     totals['frames'] += record['num_frames']
     totals['seconds'] += record['num_frames'] / record['fps']
@@ -244,10 +249,10 @@ def assemble(spec, class_names, tasks, start_time):
   from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top - TFDS only where it is needed
   skipped, count, nonempty = [], {}, {}
   for split, index, _ in tasks:
-    shard = _read_shard(spec, split, index)
-    skipped.extend(shard['skipped'])
-    count[split] = count.get(split, 0) + len(shard['records'])
-    nonempty[(split, index)] = bool(shard['records'])
+    header, _ = _read_shard(spec, split, index, with_records=False)
+    skipped.extend(header['skipped'])
+    count[split] = count.get(split, 0) + header['num_records']
+    nonempty[(split, index)] = header['num_records'] > 0
   lines = ''.join(json.dumps(s, sort_keys=True) + '\n' for s in skipped)
   os.makedirs(os.path.join(spec.out_dir, spec.name), exist_ok=True)
   atomic_write_bytes(skipped_path(spec), lines.encode())
