@@ -9,6 +9,9 @@ import sys
 from absl import app
 from absl import flags
 
+# The step benchmark's flags (--arch, --batch, ...) must exist before app.run parses argv.
+from csvr_jax.benchmarks import steps as _steps  # pylint: disable=unused-import
+
 flags.DEFINE_string('report', None, 'Analytic report: flops.')
 flags.DEFINE_list('what', [], 'Measured benchmarks: pipeline, finetune_step, pretrain_step, data_prep.')
 FLAGS = flags.FLAGS

@@ -1,0 +1,81 @@
+"""The step benchmark runs end to end on tiny shapes and writes valid JSON; the torch reference when present."""
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_finetune_step_cli_writes_json(tmp_path):
+  out = tmp_path / 'steps.json'
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='', PYTHONPATH=ROOT)
+  # c3d: the backbone with the fewest layers compiles fastest; the path is the one every arch takes.
+  cmd = [sys.executable, '-m', 'csvr_jax.bench', '--what=finetune_step', '--arch=c3d', '--batch=2',
+         '--frames=16', '--crop=32', '--width=0.0625', '--steps=2', '--warmup=1', '--repeats=2',
+         '--num_classes=5', '--profile', f'--hlo_dir={tmp_path}', f'--json_out={out}', '--label=cpu_test']
+  p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert p.returncode == 0, p.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report['backend'] == 'cpu' and report['config']['batch'] == 2
+  (r,) = report['results']
+  assert (r['what'], r['impl'], r['arch'], r['label']) == ('finetune_step', 'jax', 'c3d', 'cpu_test')
+  assert r['ms_per_step'] > 0 and len(r['ms_per_step_windows']) == 2
+  assert r['clips_per_s'] == pytest.approx(2 / (r['ms_per_step'] / 1e3))
+  assert r['params'] > 0 and r['flops_per_step'] > 0  # analytic or XLA's count, never missing
+  assert r['loss'] == r['loss'] and r['loss'] > 0  # finite cross-entropy of random labels
+  assert r['xla_memory']['alias_size_in_bytes'] > 0  # the donated state is aliased to the new state
+  assert r['profile'].get('top'), r['profile']
+  assert 'layout_changes' in r['hlo']
+  with gzip.open(tmp_path / 'finetune_c3d_cpu_test.hlo.txt.gz', 'rt') as f:
+    assert 'ENTRY' in f.read()
+  assert 'finetune_step  c3d' in p.stdout  # the printed table
+
+
+def test_hlo_summary_counts_cudnn_convs_and_layout_changes():
+  from csvr_jax.benchmarks import xla_report
+  hlo = '\n'.join([
+      'ENTRY %main {',
+      '  %transpose.1 = bf16[2,64,8,8,8]{4,3,2,1,0} transpose(bf16[2,8,8,8,64]{4,3,2,1,0} %p), dimensions={0,4,1,2,3}',
+      '  %custom-call.2 = (bf16[2,64,8,8,8]{4,3,2,1,0}, u8[0]{0}) custom-call(%a, %b), window={size=3x3x3}, '
+      'dim_labels=bf012_oi012->bf012, custom_call_target="__cudnn$convForward"',
+      '  %copy_fusion = bf16[2,8,8,8,64]{4,3,2,1,0} fusion(%x), kind=kLoop, calls=%fused_copy',
+      '  ROOT %t = tuple(%copy_fusion)',
+      '}'])
+  s = xla_report.hlo_summary(hlo)
+  assert s['conv_custom_calls'] == {'__cudnn$convForward': 1}
+  assert list(s['conv_layouts']) == ['__cudnn$convForward bf012_oi012->bf012 bf16[2,64,8,8,8]{4,3,2,1,0}']
+  assert s['layout_changes'] == {'transpose': 1, 'copy': 1}
+  groups = xla_report.kernel_groups([
+      dict(name='sm90_xmma_fprop_implicit_gemm_bf16_nhwckrsc_nchw', ms_per_step=2.0),
+      dict(name='sm90_xmma_dgrad_implicit_gemm_bf16_nhwc', ms_per_step=1.0),
+      dict(name='loop_transpose_fusion', ms_per_step=0.5)])
+  assert groups == {'conv_fprop nchw': 2.0, 'conv_dgrad nhwc': 1.0, 'transpose/copy': 0.5}
+
+
+def test_ratios_pair_each_jax_variant_with_each_torch_mode():
+  from csvr_jax.benchmarks import steps
+  results = [dict(what='finetune_step', impl='jax', arch='r3d_18', label='nhwc', conv_impl='', clips_per_s=300.),
+             dict(what='finetune_step', impl='torch_eager', arch='r3d_18', clips_per_s=200.),
+             dict(what='finetune_step', impl='torch_compile', arch='r3d_18', clips_per_s=400.),
+             dict(what='finetune_step', impl='torch_compile', arch='r2plus1d_18', clips_per_s=1.)]
+  assert steps.ratios(results) == {'r3d_18_nhwc': {'jax/torch_eager': 1.5, 'jax/torch_compile': 0.75}}
+
+
+@pytest.mark.skipif(importlib.util.find_spec('torch') is None or importlib.util.find_spec('torchvision') is None,
+                    reason='torch/torchvision not importable')
+def test_torch_reference_eager_on_cpu(tmp_path):
+  out = tmp_path / 'torch.json'
+  cmd = [sys.executable, '-m', 'csvr_jax.benchmarks.torch_reference', '--arch=r3d_18', '--modes=eager',
+         '--batch=2', '--frames=4', '--crop=16', '--num_classes=5', '--steps=1', '--warmup=1', '--repeats=1',
+         '--device=cpu', f'--json_out={out}']
+  p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                     timeout=300, check=False)
+  assert p.returncode == 0, p.stderr[-3000:]
+  (r,) = json.loads(out.read_text())
+  assert 'error' not in r, r.get('error')
+  assert r['impl'] == 'torch_eager' and r['ms_per_step'] > 0 and r['loss'] > 0
