@@ -1,13 +1,16 @@
 """Pretraining input pipeline throughput vs the naive per-sample mp4 decode (`--what=pipeline`).
 
 Generates its own input in a temp dir: a few 320x240 H.264 videos (textured, panning background and a
-moving figure) and their records (frames as JPEG at short side 128, codec I-frames, poses), written with
-data_prep.tfds_writer. Then, on one core each (CPU time of this process):
+moving figure) and their records prepared as data_prep.build does (frames as JPEG q90 at short side 128, codec
+I-frames; synthetic poses), each written COPIES times with data_prep.tfds_writer (grain's per-element shuffle
+cost grows as 1 / num_records and would dominate a 4-record dataset; real datasets have thousands). Then:
   1. JPEG decoders on the stored frames: simplejpeg (the pipeline's), OpenCV, PIL;
   2. the Grain pretraining pipeline (clip + future + I-frames + poses, random resized crop + flip to 112),
-     num_workers=0, so samples per CPU-second = samples/s per worker core;
+     num_workers=0: samples per CPU-second of the whole process (its read threads included) = samples/s per
+     worker core; then the wall-clock rate of one process and of min(8, cores) worker processes;
   3. the naive baseline: per sample, open the mp4 with PyAV (one codec thread), seek to the key frame before
-     the window, decode up to the last needed frame (clip + future + I-frames), then the same crop + flip.
+     the window, decode up to the last needed frame (clip + future + I-frames), then the same crop + flip;
+     samples per CPU-second of its (single) thread.
 Colour jitter / blur run on the accelerator inside the step and are not part of either number.
 """
 import io
@@ -18,6 +21,8 @@ import time
 
 import av
 import cv2
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import simplejpeg
@@ -29,7 +34,8 @@ from csvr_jax.data import pipeline
 from csvr_jax.data import records
 from csvr_jax.data import sampling
 
-NUM_VIDEOS, NUM_FRAMES, WIDTH, HEIGHT, FPS, GOP = 4, 240, 320, 240, 25, 12
+NUM_VIDEOS, NUM_FRAMES, WIDTH, HEIGHT, FPS, GOP = 4, 180, 320, 240, 25, 12  # 7.2 s: UCF101's mean length
+COPIES = 32  # records per video: grain's index_shuffle costs ~35 ms / num_records per element (0.3 ms at 128)
 PIPELINE_SAMPLES, BASELINE_SAMPLES, BATCH = 192, 24, 8
 
 
@@ -62,33 +68,30 @@ def _write_mp4(path, frames):
 
 
 def _record(path, index, short_side):
-  """Record of an mp4: decoded frames resized to short side 128 and JPEG-encoded, codec I-frames, poses."""
-  jpegs, keys = [], []
-  with av.open(path) as container:
-    for i, frame in enumerate(container.decode(video=0)):
-      rgb = frame.to_ndarray(format='rgb24')
-      h, w = rgb.shape[:2]
-      size = (int(round(w * short_side / h)), short_side) if h <= w else (short_side, int(round(h * short_side / w)))
-      small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-      jpegs.append(simplejpeg.encode_jpeg(small, quality=90))
-      if frame.key_frame:
-        keys.append(i)
-  n = len(jpegs)
+  """Record of an mp4, prepared as data_prep.build does (video_io.prepare_video), with synthetic poses."""
+  from data_prep import video_io  # deferred like tfds_writer: data_prep is only needed to make the input
+  video = video_io.prepare_video(path, short_side=short_side, jpeg_quality=90)
+  n = video['num_frames']
   t = np.arange(n)[:, None]
   poses = np.zeros((n, records.NUM_JOINTS, 3), np.float16)
   poses[..., 0] = 0.5 + 0.3 * np.sin(t / 20) + 0.01 * np.arange(records.NUM_JOINTS)
   poses[..., 1] = np.linspace(0.25, 0.85, records.NUM_JOINTS)
   poses[..., 2] = 1
-  return dict(video_id=os.path.basename(path), label=index % 2, num_frames=n, fps=float(FPS),
-              frames=np.array(jpegs, object), keyframe_indices=np.array(keys, np.int32), poses=poses,
-              pose_source='synthetic', gop=GOP)
+  return dict(video_id=os.path.basename(path), label=index % 2, num_frames=n, fps=float(video['fps']),
+              frames=np.array(video['frames'], object), keyframe_indices=np.asarray(video['keyframe_indices'],
+                                                                                   np.int32),
+              poses=poses, pose_source='synthetic', gop=video['gop'])
 
 
-def _cpu_rate(fn, count):
-  """Runs fn() (which processes `count` samples) and returns samples per CPU-second of this process."""
-  start = time.process_time()
+def _cpu_rate(fn, count, clock=time.process_time):
+  """Runs fn() (which processes `count` samples) and returns samples per CPU-second.
+
+  clock: time.process_time counts every thread of this process (the pipeline's read threads included);
+  time.thread_time only the calling thread (the baseline is single-threaded by construction).
+  """
+  start = clock()
   fn()
-  return count / (time.process_time() - start)
+  return count / (clock() - start)
 
 
 def _decoder_ms(jpegs):
@@ -153,8 +156,9 @@ def main():
       _write_mp4(path, _video_frames(i))
       paths.append(path)
       recs.append(_record(path, i, c.short_side))
+    copies = [dict(r, video_id=f"{r['video_id']}_{k}") for k in range(COPIES) for r in recs]
     dataset_dir = tfds_writer.write_dataset(os.path.join(tmp, 'tfds'), 'pipeline_bench', ['a', 'b'],
-                                            {'train': recs})
+                                            {'train': copies})
     stored = list(recs[0]['frames'][:36])
     decoders = _decoder_ms(stored)
 
@@ -167,16 +171,30 @@ def main():
       next(it)
     pipe_wall = PIPELINE_SAMPLES / (time.perf_counter() - start)
 
+    workers = min(8, os.cpu_count())
+    it = iter(pipeline.pretrain_loader(c, dataset_dir, 'train', BATCH, seed=0, shard_index=0, shard_count=1,
+                                       num_workers=workers))
+    for _ in range(2 * workers):  # warm-up: worker start-up and their first batches
+      next(it)
+    start = time.perf_counter()
+    for _ in range(PIPELINE_SAMPLES // BATCH):
+      next(it)
+    workers_wall = PIPELINE_SAMPLES / (time.perf_counter() - start)
+    del it
+
     rng = np.random.default_rng(0)
     _baseline_sample(paths[0], c, rng)  # warm-up
     base_rate = _cpu_rate(lambda: [_baseline_sample(paths[k % NUM_VIDEOS], c, rng)
-                                   for k in range(BASELINE_SAMPLES)], BASELINE_SAMPLES)
+                                   for k in range(BASELINE_SAMPLES)], BASELINE_SAMPLES,
+                          clock=time.thread_time)
 
   result = {
       'jpeg_decode_ms_per_frame': {k: round(v, 3) for k, v in decoders.items()},
       'stored_jpeg_kb': round(float(np.mean([len(b) for b in stored])) / 1024, 1),
       'pipeline_samples_per_core_s': round(pipe_rate, 1),
       'pipeline_samples_per_s_wall_1proc': round(pipe_wall, 1),
+      f'pipeline_samples_per_s_wall_{workers}workers': round(workers_wall, 1),
+      'cpu_count': os.cpu_count(),
       'baseline_pyav_samples_per_core_s': round(base_rate, 1),
       'speedup_vs_baseline': round(pipe_rate / base_rate, 2),
       'sample': {k: list(v.shape[1:]) for k, v in batch.items()},
@@ -188,4 +206,24 @@ def main():
   print(f"pretraining pipeline: {pipe_rate:.1f} samples/s per core (target >= 100); "
         f"naive PyAV baseline: {base_rate:.1f} samples/s per core; speed-up {pipe_rate / base_rate:.1f}x "
         '(target >= 5x)')
+  print(f'with {workers} worker processes: {workers_wall:.1f} samples/s (wall, {os.cpu_count()} cores)')
+  if jax.default_backend() != 'cpu':
+    result['device_augment_ms_per_batch'] = _device_augment_ms(c, batch)
+    print(f"device colour jitter + blur + normalisation of that batch: {result['device_augment_ms_per_batch']} ms")
   print(json.dumps(result))
+
+
+def _device_augment_ms(c, batch):
+  """Accelerator time of device_augment on one pretraining batch (clip, future clip, I-frames)."""
+  @jax.jit
+  def step(clip, future, iframes, key):
+    k1, k2 = jax.random.split(key)
+    both = augment.device_augment(jnp.concatenate([clip, future], 1), k1, c)
+    return both, augment.device_augment(iframes, k2, c, shared_axes=0)
+  args = [jax.device_put(batch[k]) for k in ('clip', 'future_clip', 'iframes')]
+  jax.block_until_ready(step(*args, jax.random.key(0)))
+  start = time.perf_counter()
+  for i in range(20):
+    out = step(*args, jax.random.key(i))
+  jax.block_until_ready(out)
+  return round(1e3 * (time.perf_counter() - start) / 20, 2)

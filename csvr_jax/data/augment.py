@@ -113,7 +113,7 @@ def frames_view(frames, indices, boxes, size, flips):
   for k, (i, box, flip) in enumerate(zip(indices, boxes, flips)):
     crop_resize(frames(i), box, size, out[k])
     if flip:
-      out[k] = out[k, :, ::-1]
+      cv2.flip(out[k], 1, out[k])  # in place; numpy's overlapping out[k, :, ::-1] copy is ~20x slower
   return out
 
 
