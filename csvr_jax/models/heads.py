@@ -23,7 +23,8 @@ class ProjectionHead(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train=False):
+    del train  # no dropout or BN; accepted for the uniform `module.apply(..., train=...)` convention
     h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='fc1')(x.astype(self.dtype)))
     return nn.Dense(self.out, dtype=self.dtype, name='fc2')(h).astype(jnp.float32)
 

@@ -99,7 +99,8 @@ class PoseDiscriminator(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, p, p_in):
+  def __call__(self, p, p_in, train=False):
+    del train  # no BN or dropout; accepted for the uniform `module.apply(..., train=...)` convention
     h = jnp.concatenate([p_in, p], axis=1).astype(self.dtype)  # the past, then the candidate future
     h = jnp.concatenate([h, jnp.broadcast_to(  # marks which steps are the candidate (future) part
         (jnp.arange(h.shape[1]) >= p_in.shape[1]).astype(self.dtype)[None, :, None], h.shape[:2] + (1,))],

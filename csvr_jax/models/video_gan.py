@@ -133,7 +133,8 @@ class VideoDiscriminator(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, cond=None):
+  def __call__(self, x, cond=None, train=False):
+    del train  # no BN or dropout; accepted for the uniform `module.apply(..., train=...)` convention
     x = x.astype(self.dtype)
     c = self.channels
     h = nn.Conv(c, (3, 3, 3), padding=1, dtype=self.dtype, name='opt_conv1')(x)
