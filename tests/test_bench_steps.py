@@ -58,12 +58,12 @@ def test_hlo_summary_counts_cudnn_convs_and_layout_changes():
 
 
 def test_ratios_pair_each_jax_variant_with_each_torch_mode():
-  from csvr_jax.benchmarks import steps
+  from csvr_jax.benchmarks import bench_report
   results = [dict(what='finetune_step', impl='jax', arch='r3d_18', label='nhwc', conv_impl='', clips_per_s=300.),
              dict(what='finetune_step', impl='torch_eager', arch='r3d_18', clips_per_s=200.),
              dict(what='finetune_step', impl='torch_compile', arch='r3d_18', clips_per_s=400.),
              dict(what='finetune_step', impl='torch_compile', arch='r2plus1d_18', clips_per_s=1.)]
-  assert steps.ratios(results) == {'r3d_18_nhwc': {'jax/torch_eager': 1.5, 'jax/torch_compile': 0.75}}
+  assert bench_report.ratios(results) == {'r3d_18_nhwc': {'jax/torch_eager': 1.5, 'jax/torch_compile': 0.75}}
 
 
 @pytest.mark.skipif(importlib.util.find_spec('torch') is None or importlib.util.find_spec('torchvision') is None,
@@ -79,3 +79,26 @@ def test_torch_reference_eager_on_cpu(tmp_path):
   (r,) = json.loads(out.read_text())
   assert 'error' not in r, r.get('error')
   assert r['impl'] == 'torch_eager' and r['ms_per_step'] > 0 and r['loss'] > 0
+
+
+def test_merge_reports_recomputes_ratios_across_runs(tmp_path):
+  from csvr_jax.benchmarks import bench_report
+  run_a = dict(card='X', date='d', xla_flags='', results=[
+      dict(what='finetune_step', impl='torch_compile', arch='r3d_18', clips_per_s=100.),
+      dict(what='pretrain_step', impl='jax', arch='r3d_18', label='p', stage='joint', gan_update='one_stage',
+           clips_per_s=30.)])
+  run_b = dict(card='X', date='d', xla_flags='--xla_gpu_force_conv_nhwc=true', results=[
+      dict(what='finetune_step', impl='jax', arch='r3d_18', label='nhwc', conv_impl='', clips_per_s=120.),
+      dict(what='pretrain_step', impl='jax', arch='r3d_18', label='p', stage='joint', gan_update='alternating',
+           clips_per_s=20.)])
+  paths = []
+  for i, rep in enumerate((run_a, run_b)):
+    paths.append(tmp_path / f'{i}.json')
+    paths[-1].write_text(json.dumps(rep))
+  merged = bench_report.merge_reports([str(p) for p in paths] + [str(tmp_path / 'missing.json')])
+  assert len(merged['results']) == 4 and len(merged['runs']) == 2
+  assert merged['results'][2]['xla_flags'] == '--xla_gpu_force_conv_nhwc=true'
+  assert merged['ratios'] == {'r3d_18_nhwc': {'jax/torch_compile': 1.2},
+                              'r3d_18_p_pretrain': {'one_stage/alternating': 1.5}}
+  text = '\n'.join(bench_report.summary_lines(merged))
+  assert 'finetune_step r3d_18 jax nhwc --xla_gpu_force_conv_nhwc=true' in text

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 import optax
 
+from csvr_jax.benchmarks import bench_report
+from csvr_jax.benchmarks import pretrain_bench  # defines --gan_update, --pretrain_branches
 from csvr_jax.benchmarks import xla_report
 
 
@@ -83,12 +85,24 @@ def peak_flops(device_kind):
 
 
 def analytic_flops(arch, frames, crop, width):
-  """Forward FLOPs of one clip through the backbone (csvr_jax.benchmarks.flops), or None if absent."""
+  """Forward FLOPs of one clip through the backbone.
+
+  From csvr_jax.benchmarks.flops.backbone_flops when that module exists, else XLA's cost analysis of the
+  lowered (unoptimised) forward pass on abstract shapes, batch 1 - the same exact 2-FLOPs-per-MAC count of
+  every convolution, nothing allocated.
+  """
   try:
     from csvr_jax.benchmarks import flops as flops_lib  # pylint: disable=import-outside-toplevel
+    return float(flops_lib.backbone_flops(arch, frames, crop, width)[1])
   except ImportError:
-    return None
-  return float(flops_lib.backbone_flops(arch, frames, crop, width)[1])
+    pass
+  from csvr_jax import models  # pylint: disable=import-outside-toplevel
+  module = models.get_video_backbone(arch, width=width)
+  x = jax.ShapeDtypeStruct((1, frames, crop, crop, 3), jnp.float32)
+  variables = jax.eval_shape(lambda v: module.init(jax.random.key(0), v, train=False), x)
+  cost = jax.jit(lambda v, a: module.apply(v, a, train=False)).lower(variables, x).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost['flops'])
 
 
 class Classifier(nn.Module):
@@ -256,41 +270,9 @@ def run_torch_reference(arch):
 def pretrain_results(arch):
   """The pretraining-step measurements (csvr_jax/benchmarks/pretrain_bench.py), or one error entry."""
   try:
-    from csvr_jax.benchmarks import pretrain_bench  # pylint: disable=import-outside-toplevel
+    return pretrain_bench.bench_pretrain(arch)
   except ImportError as e:
     return [dict(what='pretrain_step', arch=arch, error=f'pretraining engine not available: {e}')]
-  return pretrain_bench.bench_pretrain(arch)
-
-
-def ratios(results):
-  """{arch: {'jax/torch_eager': x, ...}} from clips/s of each JAX result over each torch result."""
-  out = {}
-  for j in results:
-    if j.get('impl') != 'jax' or j.get('what') != 'finetune_step' or 'clips_per_s' not in j:
-      continue
-    key = '_'.join(x for x in (j['arch'], j['label'], j['conv_impl']) if x)
-    for t in results:
-      if t.get('arch') == j['arch'] and str(t.get('impl', '')).startswith('torch_') and 'clips_per_s' in t:
-        out.setdefault(key, {})[f'jax/{t["impl"]}'] = j['clips_per_s'] / t['clips_per_s']
-  return out
-
-
-def print_table(results, rat):
-  print(f'\n{"what":14s} {"arch":12s} {"impl":26s} {"ms/step":>8s} {"clips/s":>8s} {"MFU":>6s} '
-        f'{"peak GB":>8s}')
-  for r in results:
-    impl = '_'.join(str(x) for x in (r.get('impl'), r.get('label'), r.get('conv_impl'),
-                                     r.get('gan_update')) if x)
-    if 'ms_per_step' not in r:
-      print(f'{r.get("what", "finetune_step"):14s} {r.get("arch", ""):12s} {impl:26s} '
-            f'{(r.get("error") or r.get("skipped", ""))[:60]}')
-      continue
-    mfu = f'{100 * r["mfu"]:.1f}%' if r.get('mfu') else '-'
-    peak = f'{r["peak_bytes"] / 2**30:.1f}' if r.get('peak_bytes') else '-'
-    print(f'{r.get("what", "finetune_step"):14s} {r["arch"]:12s} {impl:26s} {r["ms_per_step"]:8.2f} '
-          f'{r["clips_per_s"]:8.1f} {mfu:>6s} {peak:>8s}')
-  for k, v in rat.items():
-    print(f'ratio {k}: ' + ', '.join(f'{a} {b:.2f}x' for a, b in v.items()))
 
 
 def selected_benchmarks():
@@ -323,7 +305,7 @@ def main():
       for r in pretrain_results(arch):
         results.append(finish_numbers(r, r['batch'], r.pop('flops_per_clip_fwd', None), peak)
                        if 'ms_per_step' in r else r)
-  rat = ratios(results)
+  rat = bench_report.ratios(results)
   report = dict(card=device.device_kind, backend=jax.default_backend(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 jax_version=jax.__version__, xla_flags=os.environ.get('XLA_FLAGS', ''),
@@ -332,7 +314,7 @@ def main():
                                              repeats=FLAGS.repeats, label=FLAGS.label,
                                              conv_impl=FLAGS.conv_impl, remat=FLAGS.remat),
                 results=results, ratios=rat)
-  print_table(results, rat)
+  bench_report.print_table(results, rat)
   if FLAGS.json_out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
     with open(FLAGS.json_out, 'w') as f:
