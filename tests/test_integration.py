@@ -78,8 +78,8 @@ def test_adain_identity_params_give_bn_of_f_s():
   params['gamma'] = dict(kernel=np.zeros_like(params['gamma']['kernel']), bias=np.ones(4, np.float32))
   params['beta'] = dict(kernel=np.zeros_like(params['beta']['kernel']), bias=np.zeros(4, np.float32))
   params['mask'] = dict(kernel=np.zeros_like(params['mask']['kernel']), bias=np.full(4, -1e4, np.float32))
-  (f_i, _), _ = (lambda *a: mod.apply(*a, train=True, mutable=['batch_stats']))({'params': params, 'batch_stats': variables['batch_stats']}, jnp.asarray(f_s),
-                          jnp.asarray(f_d))
+  variables = {'params': params, 'batch_stats': variables['batch_stats']}
+  (f_i, _), _ = mod.apply(variables, jnp.asarray(f_s), jnp.asarray(f_d), train=True, mutable=['batch_stats'])
   mu, var = f_s.mean(axis=(0, 1, 2, 3)), f_s.var(axis=(0, 1, 2, 3))
   np.testing.assert_allclose(np.asarray(f_i), (f_s - mu) / np.sqrt(var + 1e-5), atol=1e-4)
 

@@ -135,7 +135,8 @@ def test_gradient_penalty_linear_disc(c):
   disc = lambda x: jnp.sum(x * w, axis=(1, 2)) + 0.7
   real, fake = rng.normal(size=(2, 5, 3, 4)).astype(np.float32)
   for s in range(3):  # any interpolation gives the same gradient
-    gp = jax.jit(losses.gradient_penalty, static_argnums=0)(disc, jnp.asarray(real), jnp.asarray(fake), jax.random.key(s))
+    gp = jax.jit(losses.gradient_penalty, static_argnums=0)(disc, jnp.asarray(real), jnp.asarray(fake),
+                                                            jax.random.key(s))
     np.testing.assert_allclose(float(gp), (c - 1) ** 2, rtol=1e-5, atol=1e-7)
 
 
@@ -143,7 +144,8 @@ def test_gradient_penalty_nonlinear_disc_finite_differences():
   rng = np.random.default_rng(1)
   w1, w2 = rng.normal(size=(6, 5)), rng.normal(size=(5,))
   disc_np = lambda x: np.tanh(x.reshape(x.shape[0], -1) @ w1) @ w2
-  disc = lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ jnp.asarray(w1, jnp.float32)) @ jnp.asarray(w2, jnp.float32)
+  w1_32, w2_32 = jnp.asarray(w1, jnp.float32), jnp.asarray(w2, jnp.float32)
+  disc = lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w1_32) @ w2_32
   real, fake = rng.normal(size=(2, 4, 2, 3))
   key = jax.random.key(3)
   eps = np.asarray(jax.random.uniform(key, (4, 1, 1), dtype=jnp.float32), np.float64)  # same draw as inside
@@ -158,7 +160,8 @@ def test_gradient_penalty_nonlinear_disc_finite_differences():
       g[idx] = (disc_np(up)[0] - disc_np(dn)[0]) / (2 * h)
     norms.append(np.linalg.norm(g))
   want = np.mean((np.array(norms) - 1) ** 2)
-  got = jax.jit(losses.gradient_penalty, static_argnums=0)(disc, jnp.asarray(real, jnp.float32), jnp.asarray(fake, jnp.float32), key)
+  got = jax.jit(losses.gradient_penalty, static_argnums=0)(disc, jnp.asarray(real, jnp.float32),
+                                                           jnp.asarray(fake, jnp.float32), key)
   np.testing.assert_allclose(float(got), want, rtol=1e-4)
 
 
@@ -166,8 +169,9 @@ def test_gradient_penalty_nonlinear_disc_finite_differences():
 
 def _toy_gan():
   rng = np.random.default_rng(2)
-  g_params = {'w': jnp.asarray(rng.normal(size=(3, 5)), jnp.float32), 'b': jnp.asarray(rng.normal(size=(5,)), jnp.float32)}
-  d_params = {'w': jnp.asarray(rng.normal(size=(5, 4)), jnp.float32), 'v': jnp.asarray(rng.normal(size=(4,)), jnp.float32)}
+  arr = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  g_params = {'w': arr(3, 5), 'b': arr(5)}
+  d_params = {'w': arr(5, 4), 'v': arr(4)}
   z = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
   real = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
   gen = lambda p: jnp.tanh(z @ p['w'] + p['b'])
@@ -218,7 +222,9 @@ def test_pose_l2_masks_invalid_joints():
     for s in range(t):
       for j in range(n):
         if valid[i, s, j]:
-          want += (pred[i, s, 2 * j] - target[i, s, 2 * j]) ** 2 + (pred[i, s, 2 * j + 1] - target[i, s, 2 * j + 1]) ** 2
+          dx = pred[i, s, 2 * j] - target[i, s, 2 * j]
+          dy = pred[i, s, 2 * j + 1] - target[i, s, 2 * j + 1]
+          want += dx ** 2 + dy ** 2
   want /= b * t
   got = losses.pose_l2_loss(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(valid))
   np.testing.assert_allclose(float(got), want, rtol=1e-5)

@@ -74,5 +74,6 @@ def test_paper_size_shapes():
   (p_gen, feats), _ = jax.eval_shape(lambda a, b, c: g.init_with_output(jax.random.key(0), a, b, c),
                                      s(16, 16, 36), s(16, 16, 18, dt=jnp.bool_), s(16, 16))
   assert p_gen.shape == (16, 16, 36) and len(feats) == 6 and feats[-1].shape == (16, 2, 256)
-  logits, _ = jax.eval_shape(lambda a, b: d.init_with_output(jax.random.key(0), a, b), s(16, 16, 36), s(16, 16, 36))
+  logits, _ = jax.eval_shape(lambda a, b: d.init_with_output(jax.random.key(0), a, b),
+                             s(16, 16, 36), s(16, 16, 36))
   assert logits.shape == (16,)
