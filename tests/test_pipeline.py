@@ -1,4 +1,6 @@
 """Grain pipelines on a small generated TFDS dataset: fields, evaluation coverage, state restore, sharding."""
+import pickle
+
 import jax
 import ml_collections
 import numpy as np
@@ -162,3 +164,31 @@ def test_to_global_batch_over_mesh():
   assert len(out['clip'].sharding.device_set) == 8
   assert out['clip'].addressable_shards[1].data.shape == (2, 3)
   np.testing.assert_array_equal(np.asarray(out['clip']), batch['clip'])
+
+
+def test_split_size(dataset_dir):
+  assert pipeline.split_size(dataset_dir, 'train') == NUM_TRAIN
+  assert pipeline.split_size(dataset_dir, 'test') == NUM_TEST
+
+
+class _CountingSource:
+
+  def __init__(self, src):
+    self.src, self.reads = src, 0
+
+  def __len__(self):
+    return len(self.src)
+
+  def __getitem__(self, i):
+    self.reads += 1
+    return self.src[i]
+
+
+def test_eval_source_reads_each_video_about_once(dataset_dir):
+  src = _CountingSource(records.open_split(dataset_dir, 'test'))
+  rows = pipeline.EvalClipSource(src, 'test', 3, 16)
+  out = [rows[i] for i in range(16)]
+  assert src.reads == NUM_TEST
+  assert [(v, k) for v, k, _ in out] == [(v, k) for v in range(NUM_TEST) for k in range(3)] + [(-1, -1)]
+  again = pickle.loads(pickle.dumps(rows))  # worker processes receive it pickled, without the cache
+  assert again[4][:2] == (1, 1)
