@@ -36,13 +36,23 @@ METRIC_COLUMNS = (('finetune/top1', 'Top-1'), ('finetune/top5', 'Top-5'),
 CURVE_DOWNSTREAM = ('finetune/top1', 'linear_probe/top1', 'knn/top1', 'retrieval/R@1')
 
 
+def dataset_name(dataset_dir):
+  """'data/ucf101' -> 'ucf101'; a TFDS version folder ('.../synth_actions/1.0.0') -> its parent's name."""
+  if not isinstance(dataset_dir, str) or not dataset_dir:
+    return '-'
+  parts = [p for p in os.path.normpath(dataset_dir).split(os.sep) if p]
+  while len(parts) > 1 and re.fullmatch(r'[0-9.]+', parts[-1]):
+    parts.pop()
+  return parts[-1] if parts else '-'
+
+
 def describe_run(config, meta):
   """The description part of a run from the config and the backbone export's meta (None: random init).
 
   meta's optional keys 'dataset' (pretraining data), 'epochs' and 'pretext' (dict of pretext metrics at
   export time) are used when the export carries them.
   """
-  dataset = os.path.basename(os.path.normpath(config.data.dataset_dir)) or '-'
+  dataset = dataset_name(config.data.dataset_dir)
   if meta is None:
     method, backbone, pretrain_data, epochs, step = 'Random init', config.model.vnet, '-', None, None
   else:

@@ -89,3 +89,9 @@ def test_describe_run_from_config_and_meta():
                                                                                       'K400')
   c.eval.method_name = 'CSVR (context only)'
   assert report.describe_run(c, meta)['method'] == 'CSVR (context only)'
+
+
+def test_dataset_name():
+  assert report.dataset_name('data/ucf101/') == 'ucf101'
+  assert report.dataset_name('/tmp/x/synth_actions/1.0.0') == 'synth_actions'
+  assert report.dataset_name('') == '-'

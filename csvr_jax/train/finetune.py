@@ -1,0 +1,242 @@
+"""`--mode=finetune`: action recognition from a pretrained (or random) V-Network.
+
+The paper's recipe (configs/ucf101_finetune.py, hmdb51_finetune.py, ssv2_finetune.py): backbone from
+`config.checkpoint.init_from` (export dir | torchvision .pth/.npz | '' = random init, the from-scratch
+baseline; see backbone_init.py), fresh classifier with dropout `model.dropout` (0.3) before it; SGD momentum
+`optim.momentum`, weight decay `finetune.weight_decay` added to the gradient (PyTorch semantics, on every
+parameter), lr = `finetune.lr_per_sample` x `finetune.batch_size` with the `optim.schedule` (cosine) over the run;
+the four augmentations (random resized crop + flip on the host, colour jitter + blur on the device).
+Data parallel over the mesh axis 'data' with shard_map as in pretraining (BN statistics over the global batch
+when `model.sync_bn`). Checkpoints (state + data iterator + config) in workdir/finetune/checkpoints every
+`checkpoint.every_steps`, at the end and on SIGTERM; rerunning the command resumes.
+
+Test protocol: `data.num_eval_clips` (10) clips x centre crop per test video, softmax averaged per video,
+video-level top-1 / top-5, per-class accuracy and confusion matrix (workdir/finetune/confusion.json); the
+numbers merge into workdir/results.json and report.md.
+
+Choices: steps = `finetune.total_steps` if > 0, else `finetune.epochs` x (train videos // batch) (one random
+clip per video per epoch); colour augmentation keys are per sample (fold_in of the global row index), dropout
+keys per device.
+"""
+import functools
+import json
+import os
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from csvr_jax import checkpoint
+from csvr_jax import metrics as metrics_lib
+from csvr_jax import parallel
+from csvr_jax import report
+from csvr_jax.data import augment
+from csvr_jax.models import heads
+from csvr_jax.train import backbone_init
+from csvr_jax.train import evaluate
+
+FINETUNE_DIR = 'finetune'
+
+
+@flax.struct.dataclass
+class FinetuneState:
+  step: jax.Array     # int32 ()
+  params: dict        # {'backbone': ..., 'classifier': ...}
+  batch_stats: dict   # the backbone's BatchNorm statistics
+  opt_state: optax.OptState
+  rng: jax.Array      # uint32 raw key data; per step: fold_in(rng, step)
+
+
+def learning_rate_fn(config, total_steps):
+  """step -> lr: finetune.lr_per_sample x finetune.batch_size, optional warmup, then optim.schedule."""
+  base = config.finetune.lr_per_sample * config.finetune.batch_size
+  warmup = config.optim.warmup_steps
+  if config.optim.schedule == 'cosine':
+    decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
+  elif config.optim.schedule == 'constant':
+    decay = optax.constant_schedule(base)
+  else:
+    raise ValueError(f'config.optim.schedule: unknown {config.optim.schedule!r}; choose constant | cosine')
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+
+
+def make_optimizer(config, total_steps):
+  """SGD with momentum; weight decay added to the gradient before momentum (torch.optim.SGD)."""
+  return optax.chain(optax.add_decayed_weights(config.finetune.weight_decay),
+                     optax.sgd(learning_rate_fn(config, total_steps), momentum=config.optim.momentum))
+
+
+def init_state(config, backbone_vars, classifier, feature_dim, tx):
+  """Host FinetuneState: given backbone variables, a fresh classifier (seed config.seed + 1)."""
+  clf = classifier.init(backbone_init.init_key(config.seed + 1), jnp.zeros((1, feature_dim)))['params']
+  params = {'backbone': backbone_vars['params'], 'classifier': clf}
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  return FinetuneState(step=jnp.zeros((), jnp.int32), params=params,
+                       batch_stats=jax.tree.map(jnp.asarray, backbone_vars['batch_stats']),
+                       opt_state=tx.init(params),
+                       rng=jax.random.key_data(jax.random.key(config.seed)))
+
+
+def _augment_per_sample(clips, key, data_config):
+  """device_augment with one key per row (fold_in of the global row index): independent of the device count."""
+  rows = parallel.sample_index(clips.shape[0])
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(rows)
+  return jax.vmap(lambda c, k: augment.device_augment(c[None], k, data_config)[0])(clips, keys)
+
+
+def train_step(state, batch, *, backbone, classifier, tx, lr_fn, config):
+  """One SGD step inside shard_map: batch {'clip' uint8, 'label'} is this device's rows -> (state, metrics)."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  k_aug, k_drop = jax.random.split(key)
+  k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(parallel.DATA))
+  x = _augment_per_sample(batch['clip'], k_aug, config.data)
+
+  def loss_fn(params):
+    out, upd = backbone.apply({'params': params['backbone'], 'batch_stats': state.batch_stats}, x, train=True,
+                              mutable=['batch_stats'])
+    logits = classifier.apply({'params': params['classifier']}, out['pooled'], train=True,
+                              rngs={'dropout': k_drop})
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    return loss, (upd['batch_stats'], logits)
+
+  (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = parallel.grads_to_global_mean(grads)
+  if not config.model.sync_bn:
+    batch_stats = parallel.global_mean(batch_stats)  # per-device statistics, averaged to stay replicated
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  top1 = jnp.mean((jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32))
+  metrics = parallel.global_mean({'finetune/loss': loss, 'finetune/train_top1': top1})
+  metrics['finetune/lr'] = lr_fn(state.step)
+  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
+
+
+@functools.lru_cache(maxsize=4)
+def _probs_step(backbone, classifier, mesh, mean, std):
+  """jitted (variables, uint8 clips split on 'data') -> (B, num_classes) softmax probabilities."""
+  def local(variables, clips):
+    out = backbone.apply({'params': variables['params']['backbone'], 'batch_stats': variables['batch_stats']},
+                         augment.normalize(clips, mean, std), train=False)
+    logits = classifier.apply({'params': variables['params']['classifier']}, out['pooled'], train=False)
+    return jax.nn.softmax(logits, axis=-1)
+
+  return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH))
+
+
+def evaluate_classifier(config, state, backbone, classifier, mesh, batches, num_videos, num_classes):
+  """Test protocol: softmax averaged over each video's clips -> downstream_metrics.classification_metrics."""
+  step = _probs_step(backbone, classifier, mesh, tuple(map(float, config.data.mean)),
+                     tuple(map(float, config.data.std)))
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  probs, labels = evaluate.per_video_outputs(step, variables, batches, num_videos, mesh)
+  return evaluate.classification_metrics(probs, labels, num_classes)
+
+
+def _dataset(config):
+  from csvr_jax.data import pipeline, records  # pylint: disable=g-import-not-at-top  (heavy, mode-only)
+  d = config.data
+  names = records.class_names(d.dataset_dir) if isinstance(d.dataset_dir, str) else None
+  if names is not None and len(names) != config.finetune.num_classes:
+    raise ValueError(f'config.finetune.num_classes={config.finetune.num_classes} but {d.dataset_dir} has '
+                     f'{len(names)} classes')
+  num_train = len(pipeline._open(d.dataset_dir, d.train_split)[0])  # pylint: disable=protected-access
+  return pipeline, names, num_train
+
+
+def total_steps(config, num_train):
+  if config.finetune.total_steps > 0:
+    return config.finetune.total_steps
+  return config.finetune.epochs * max(num_train // config.finetune.batch_size, 1)
+
+
+def train(config, workdir):
+  """The training part of `run` -> (state, backbone, classifier, mesh, meta, class names); None on SIGTERM."""
+  # ---------------------------------------------------------------- mesh, data
+  parallel.initialize(config)
+  mesh = parallel.make_mesh(config)
+  batch = config.finetune.batch_size
+  parallel.check_global_batch(batch, mesh, 'config.finetune.batch_size')
+  pipeline, names, num_train = _dataset(config)
+  steps = total_steps(config, num_train)
+  loader = pipeline.finetune_loader(config.data, config.data.dataset_dir, config.data.train_split,
+                                    parallel.local_batch_size(batch), seed=config.data.shuffle_seed)
+  data_iter = iter(loader)
+
+  # ---------------------------------------------------------------- model, optimizer, state
+  bn_axis = parallel.DATA if config.model.sync_bn else None
+  backbone, backbone_vars, meta = backbone_init.load_backbone(config, bn_axis_name=bn_axis)
+  classifier = heads.Classifier(num_classes=config.finetune.num_classes, dropout=config.model.dropout)
+  x = jax.ShapeDtypeStruct((1, config.data.clip_len, config.data.crop_size, config.data.crop_size, 3), jnp.float32)
+  feature_dim = jax.eval_shape(lambda v, x: backbone.apply(v, x, train=False), backbone_vars, x)['pooled'].shape[-1]
+  lr_fn = learning_rate_fn(config, steps)
+  tx = make_optimizer(config, steps)
+  state = parallel.replicate(jax.device_get(init_state(config, backbone_vars, classifier, feature_dim, tx)), mesh)
+
+  # ---------------------------------------------------------------- step
+  step_fn = functools.partial(train_step, backbone=backbone, classifier=classifier, tx=tx, lr_fn=lr_fn,
+                              config=config)
+  p_step = jax.jit(parallel.data_parallel(step_fn, mesh, (parallel.REPLICATED, parallel.BATCH),
+                                          (parallel.REPLICATED, parallel.REPLICATED)), donate_argnums=(0,))
+
+  # ---------------------------------------------------------------- restore
+  ft_dir = os.path.join(workdir, FINETUNE_DIR)
+  ckpt = checkpoint.TrainCheckpointer(ft_dir, config.checkpoint.keep)
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(checkpoint.abstract_like(state), data_iter)
+    print(f'finetune: resumed from step {int(state.step)} in {ckpt.directory}')
+  writer = metrics_lib.MetricWriter(ft_dir, steps, batch, config.logging.progress_bar,
+                                    main_keys=['finetune/loss', 'finetune/train_top1'])
+  preempt = checkpoint.PreemptionFlag()
+
+  # ---------------------------------------------------------------- loop
+  step = int(state.step)
+  try:
+    while step < steps:
+      state, m = p_step(state, parallel.host_to_global(next(data_iter), mesh))
+      step += 1
+      if step % config.logging.log_every_steps == 0 or step == steps:
+        m = jax.device_get(m)
+        metrics_lib.check_finite(step, m, 'the last checkpoint is kept')
+        writer.write_scalars(step, m)
+      if step % config.checkpoint.every_steps == 0 or step == steps:
+        ckpt.save(step, state, data_iter, config)
+      if preempt.any_process():
+        ckpt.save(step, state, data_iter, config)
+        ckpt.wait()
+        print(f'finetune: SIGTERM, saved step {step}; rerun the same command to resume')
+        return None
+  finally:
+    ckpt.close()
+    preempt.restore()
+    writer.close()
+  return state, backbone, classifier, mesh, meta, names
+
+
+def run(config, workdir):
+  """Finetunes, evaluates with the 10-clip protocol, writes results.json / report.md; returns the metrics."""
+  trained = train(config, workdir)
+  if trained is None:
+    return None
+  state, backbone, classifier, mesh, meta, names = trained
+  ft_dir = os.path.join(workdir, FINETUNE_DIR)
+  test_batches, num_test = evaluate.eval_batches(config, config.data.dataset_dir, config.data.eval_split, mesh)
+  m = evaluate_classifier(config, state, backbone, classifier, mesh, test_batches, num_test,
+                          config.finetune.num_classes)
+  results = {'finetune/top1': m['top1'], 'finetune/top5': m['top5'],
+             'finetune/mean_class_accuracy': m['mean_class_accuracy']}
+  if jax.process_index() == 0:
+    with open(os.path.join(ft_dir, 'metrics.jsonl'), 'a') as f:
+      f.write(json.dumps({'step': int(state.step), **{f'test/{k.split("/")[1]}': v for k, v in results.items()}})
+              + '\n')
+    names = names or [str(i) for i in range(config.finetune.num_classes)]
+    with open(os.path.join(ft_dir, 'confusion.json'), 'w') as f:
+      json.dump({'classes': names, 'confusion': m['confusion'].tolist()}, f)
+    per_class = {'finetune': dict(zip(names, m['per_class_accuracy'].tolist()))}
+    report.update_results(workdir, report.describe_run(config, meta), results, per_class)
+    report.write_report(workdir)
+    print('finetune: ' + ' '.join(f'{k} {100 * v:.1f}' for k, v in results.items()))
+  return {**results, 'per_class_accuracy': m['per_class_accuracy'], 'confusion': m['confusion']}
