@@ -1,0 +1,134 @@
+"""Layers shared by the backbones: the one convolution helper, torch-matching BatchNorm, Conv-BN-ReLU.
+
+Everything is channels last. Parameters are float32; `dtype` is the compute dtype. Padding is torch's
+symmetric zero padding (never 'SAME', which pads asymmetrically for even sizes with stride 2), so every layer
+matches its torchvision counterpart exactly.
+"""
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# torch's kaiming_normal_(mode='fan_out', nonlinearity='relu'): torchvision's init for ResNet / video ResNet convs.
+KAIMING_FAN_OUT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# 'fold': (1,k,k) convs run as 2D convs over (B*T, H, W); (k,1,1) convs as 2D convs over (B, T, H*W).
+# 'native': every 3D conv is a 3D conv. Same parameters and maths either way; only the XLA kernels differ.
+CONV_IMPLS = ('fold', 'native')
+# torch BatchNorm momentum m updates running = (1-m)*running + m*batch; flax's momentum is 1 - m.
+TORCH_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def scaled(channels, width):
+  """Channel count after the `width` multiplier (at least 1)."""
+  return max(1, int(round(channels * width)))
+
+
+def _conv_nd(x, kernel, strides, padding):
+  """Plain N-d convolution, x (B, *S, Cin), kernel (*K, Cin, Cout), symmetric padding per spatial axis."""
+  spatial = 'DHW'[3 - (kernel.ndim - 2):]
+  dims = ('N' + spatial + 'C', spatial + 'IO', 'N' + spatial + 'C')
+  return jax.lax.conv_general_dilated(x, kernel, tuple(strides), [(p, p) for p in padding],
+                                      dimension_numbers=dims)
+
+
+def conv_apply(x, kernel, strides, padding, impl='fold'):
+  """Convolution of x (B, [T,] H, W, Cin) with kernel ([kt,] kh, kw, Cin, Cout); see CONV_IMPLS."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'unknown conv impl {impl!r}; choose from {CONV_IMPLS}')
+  if impl == 'fold' and kernel.ndim == 5:
+    (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = kernel.shape[:3], strides, padding
+    b, t, h, w, c = x.shape
+    if kt == 1 and st == 1 and pt == 0:  # purely spatial: time joins the batch (a free reshape)
+      y = _conv_nd(x.reshape(b * t, h, w, c), kernel[0], (sh, sw), (ph, pw))
+      return y.reshape((b, t) + y.shape[1:])
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:  # purely temporal: H*W becomes one axis (free)
+      y = _conv_nd(x.reshape(b, t, h * w, c), kernel[:, 0], (st, 1), (pt, 0))
+      return y.reshape(b, y.shape[1], h, w, y.shape[-1])
+  return _conv_nd(x, kernel, strides, padding)
+
+
+class Conv(nn.Module):
+  """N-d convolution like torch.nn.ConvNd: params 'kernel' (*kernel_size, Cin, Cout) and optional 'bias'."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int]
+  padding: Sequence[int]
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  impl: str = 'fold'
+
+  @nn.compact
+  def __call__(self, x):
+    shape = tuple(self.kernel_size) + (x.shape[-1], self.features)
+    kernel = self.param('kernel', KAIMING_FAN_OUT, shape, jnp.float32)
+    y = conv_apply(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding, self.impl)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+    return y
+
+
+def conv(features, kernel_size, strides, padding, *, name, dtype, impl, use_bias=False):
+  """The single place where backbones build convolutions (a faster formulation goes in here / conv_apply)."""
+  return Conv(features, tuple(kernel_size), tuple(strides), tuple(padding), use_bias=use_bias, dtype=dtype,
+              impl=impl, name=name)
+
+
+class BatchNorm(nn.BatchNorm):
+  """flax BatchNorm plus torch's `num_batches_tracked` counter in 'batch_stats'.
+
+  The counter is what torch keeps (it counts training-mode calls); it lets torchvision checkpoints round-trip
+  exactly. Eval mode uses the running statistics exactly like torch. One difference remains in training:
+  torch updates running_var with the unbiased batch variance, flax with the biased one (n/(n-1) apart).
+  """
+
+  @nn.compact
+  def __call__(self, x, use_running_average: Optional[bool] = None, **kwargs):
+    counter = self.variable('batch_stats', 'num_batches_tracked', lambda: jnp.zeros((), jnp.int32))
+    use_ra = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
+    if not use_ra and not self.is_initializing():
+      counter.value = counter.value + 1
+    return super().__call__(x, use_running_average=use_running_average, **kwargs)
+
+
+def batch_norm(*, train, name, dtype, axis_name, momentum=TORCH_BN['momentum'], epsilon=TORCH_BN['epsilon']):
+  """BatchNorm in training (batch statistics, averaged over `axis_name` when given) or eval mode."""
+  return BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, axis_name=axis_name,
+                   dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+class ConvBNReLU(nn.Module):
+  """Conv -> BatchNorm -> ReLU (torchvision's Conv3dNormActivation). Submodules 'conv' and 'bn'."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int]
+  padding: Sequence[int]
+  use_bias: bool = False
+  bn_momentum: float = TORCH_BN['momentum']
+  bn_epsilon: float = TORCH_BN['epsilon']
+  dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None
+  conv_impl: str = 'fold'
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = conv(self.features, self.kernel_size, self.strides, self.padding, name='conv', dtype=self.dtype,
+             impl=self.conv_impl, use_bias=self.use_bias)(x)
+    x = batch_norm(train=train, name='bn', dtype=self.dtype, axis_name=self.bn_axis_name,
+                   momentum=self.bn_momentum, epsilon=self.bn_epsilon)(x)
+    return nn.relu(x)
+
+
+def max_pool(x, window, strides, padding):
+  """torch MaxPoolNd (ceil_mode=False): symmetric padding that never wins the max."""
+  return nn.max_pool(x, tuple(window), tuple(strides), [(p, p) for p in padding])
+
+
+def maybe_remat(module_cls, remat):
+  """nn.remat over a block whose __call__ is (self, x, train); `train` is static."""
+  return nn.remat(module_cls, static_argnums=(2,)) if remat else module_cls
+
+
+def global_pool(x):
+  """Mean over all axes but batch and channels, accumulated in float32 -> (B, C) float32."""
+  return jnp.mean(x.astype(jnp.float32), axis=tuple(range(1, x.ndim - 1)))

@@ -1,0 +1,170 @@
+"""Backbones: parameter counts at width 1, shapes/dtypes at tiny width, BatchNorm modes, remat, sync BN."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from csvr_jax import models
+from csvr_jax.models import backbone_layers
+
+# torchvision's counts without the classifier (issue 2 / Table IX); c3d is VCOP's C3D (convs with bias + BN),
+# r2d_10 torchvision's ResNet layout with one BasicBlock per stage.
+PARAMS_WIDTH1 = {'r3d_18': 33_166_272, 'r2plus1d_18': 31_300_125, 'mc3_18': 11_490_240, 's3d': 7_910_048,
+                 'c3d': 27_661_440, 'r2d_10': 4_905_792}
+VIDEO = ('c3d', 'r3d_18', 'mc3_18', 'r2plus1d_18', 's3d')
+TINY = 0.125
+
+
+def _build(name, **kw):
+  if name == 'r2d_10':
+    return models.get_image_backbone(name, **kw)
+  return models.get_video_backbone(name, **kw)
+
+
+def _count(tree):
+  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize('name', sorted(PARAMS_WIDTH1))
+def test_param_count_width1(name):
+  shape = (1, 112, 112, 3) if name == 'r2d_10' else (1, 16, 112, 112, 3)
+  model = _build(name)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, False), jnp.zeros(shape))
+  assert _count(variables['params']) == PARAMS_WIDTH1[name]
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables['params']))
+
+
+# name -> (input shape, features shape, pooled channels) at width 1/8.
+TINY_SHAPES = {
+    'c3d': ((2, 16, 32, 48, 3), (2, 1, 2, 2, 64), 64),
+    'r3d_18': ((2, 8, 32, 48, 3), (2, 1, 2, 3, 64), 64),
+    'mc3_18': ((2, 8, 32, 48, 3), (2, 8, 2, 3, 64), 64),
+    'r2plus1d_18': ((2, 8, 32, 48, 3), (2, 1, 2, 3, 64), 64),
+    's3d': ((2, 8, 32, 48, 3), (2, 1, 1, 1, 128), 128),
+    'r2d_10': ((2, 32, 48, 3), (2, 1, 2, 64), 64),
+}
+
+
+def random_variables(model, x, seed=0):
+  """Variables of `model` with random weights AND random BatchNorm statistics, drawn with numpy.
+
+  (Compiling jax.random for every parameter shape costs ~10 s per shape on this CPU with the default
+  jax_threefry_partitionable=True, so tests draw from numpy; test_init_runs covers model.init itself.)
+  """
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    key, shape = path[-1].key, leaf.shape
+    if key == 'kernel':
+      return (rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[:-1]))).astype(np.float32)
+    if key == 'num_batches_tracked':
+      return np.zeros(shape, leaf.dtype)
+    if key in ('scale', 'var'):
+      return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    return (0.1 * rng.standard_normal(shape)).astype(np.float32)  # bias, mean
+
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, False), x)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@functools.lru_cache(maxsize=None)
+def _init(name, dtype='float32'):
+  model = _build(name, width=TINY, dtype=dtype)
+  x = np.random.default_rng(1).standard_normal(TINY_SHAPES[name][0]).astype(np.float32)
+  return model, random_variables(model, x), x
+
+
+def test_init_runs():
+  model = models.get_video_backbone('mc3_18', width=0.0625)
+  key = jax.random.key(0, impl='rbg')  # threefry's compile is slow on CPU (see random_variables)
+  variables = jax.jit(functools.partial(model.init, train=False))(key, jnp.zeros((1, 2, 16, 16, 3)))
+  kernel = variables['params']['stem_conv']['kernel']
+  assert kernel.shape == (3, 7, 7, 3, 4) and 0.05 < float(jnp.std(kernel)) < 0.2  # kaiming fan_out: 0.109
+  assert float(jnp.sum(variables['batch_stats']['stem_bn']['var'])) == 4.0
+
+
+@pytest.mark.parametrize('name', sorted(TINY_SHAPES))
+def test_shapes_and_train_mode(name):
+  in_shape, feat_shape, channels = TINY_SHAPES[name]
+  model, variables, x = _init(name)
+
+  @jax.jit
+  def both_modes(variables, x):
+    return model.apply(variables, x, False), model.apply(variables, x, True, mutable=['batch_stats'])
+
+  out, (train_out, updates) = both_modes(variables, x)
+  assert out['features'].shape == feat_shape and out['features'].dtype == jnp.float32
+  assert out['pooled'].shape == (in_shape[0], channels) and out['pooled'].dtype == jnp.float32
+  np.testing.assert_allclose(out['pooled'], out['features'].mean(axis=tuple(range(1, len(feat_shape) - 1))),
+                             rtol=1e-5, atol=1e-6)
+  assert np.isfinite(np.asarray(train_out['pooled'])).all()
+  counters = [v for p, v in jax.tree_util.tree_leaves_with_path(updates['batch_stats'])
+              if p[-1].key == 'num_batches_tracked']
+  assert counters and all(int(c) == 1 for c in counters)
+  # training mode normalises with batch statistics, eval mode with the (random) running statistics
+  assert not np.allclose(train_out['pooled'], out['pooled'])
+
+
+def test_bfloat16_compute_float32_params():
+  model, variables, x = _init('r3d_18', 'bfloat16')
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables['params']))
+  out = jax.jit(functools.partial(model.apply, train=False))(variables, x)
+  assert out['features'].dtype == jnp.bfloat16 and out['pooled'].dtype == jnp.float32
+  ref = _init('r3d_18')[0].apply(variables, x, False)['pooled']
+  assert np.abs(np.asarray(out['pooled']) - ref).max() < 0.05 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize('kernel_size,strides,padding', [
+    ((1, 3, 3), (1, 2, 2), (0, 1, 1)), ((3, 1, 1), (2, 1, 1), (1, 0, 0)), ((1, 1, 1), (1, 1, 1), (0, 0, 0)),
+    ((3, 3, 3), (2, 2, 2), (1, 1, 1))])
+def test_fold_conv_equals_native(kernel_size, strides, padding):
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 5, 6, 7, 3)).astype(np.float32)
+  kernel = rng.standard_normal(kernel_size + (3, 4)).astype(np.float32)
+  fold = backbone_layers.conv_apply(x, kernel, strides, padding, 'fold')
+  native = backbone_layers.conv_apply(x, kernel, strides, padding, 'native')
+  assert fold.shape == native.shape
+  np.testing.assert_allclose(fold, native, rtol=1e-5, atol=1e-5)
+
+
+def test_remat_same_tree_values_and_grads():
+  shapes = lambda m: jax.eval_shape(lambda x: m.init(jax.random.key(0), x, False), jnp.zeros((1, 8, 32, 32, 3)))
+  plain, remat = (models.get_video_backbone('r3d_18', width=TINY, remat=r) for r in (False, True))
+  assert jax.tree.structure(shapes(plain)) == jax.tree.structure(shapes(remat))
+  model, variables, x = _init('r2d_10')
+  remat = models.get_image_backbone('r2d_10', width=TINY, remat=True)
+
+  def loss(m, params):
+    out, _ = m.apply({**variables, 'params': params}, x, True, mutable=['batch_stats'])
+    return jnp.sum(out['pooled'] ** 2)
+
+  g_ref = jax.jit(jax.grad(functools.partial(loss, model)))(variables['params'])
+  g_remat = jax.jit(jax.grad(functools.partial(loss, remat)))(variables['params'])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_ref, g_remat)
+
+
+def test_sync_batchnorm_matches_global_batch():
+  """bn_axis_name inside shard_map over 8 devices gives the statistics of the whole batch."""
+  model, variables, _ = _init('r2d_10')
+  sync = models.get_image_backbone('r2d_10', width=TINY, bn_axis_name='data')
+  x = jax.random.normal(jax.random.key(2), (8, 32, 32, 3))
+  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Explicit,))
+  P = jax.sharding.PartitionSpec
+
+  def per_device(xs):
+    out, upd = sync.apply(variables, xs, True, mutable=['batch_stats'])
+    return out['pooled'], upd['batch_stats']
+
+  f = jax.shard_map(per_device, mesh=mesh, in_specs=P('data'), out_specs=(P('data'), P()))
+  pooled, stats = jax.jit(f)(jax.device_put(x, jax.NamedSharding(mesh, P('data'))))
+  ref, ref_upd = jax.jit(functools.partial(model.apply, train=True, mutable=['batch_stats']))(variables, x)
+  np.testing.assert_allclose(pooled, ref['pooled'], rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats,
+               ref_upd['batch_stats'])
+
+
+def test_unknown_backbone_is_clear():
+  with pytest.raises(ValueError, match="unknown video backbone 'r4d'"):
+    models.get_video_backbone('r4d')
