@@ -72,6 +72,7 @@ def test_torch_reference_eager_on_cpu(tmp_path):
   out = tmp_path / 'torch.json'
   cmd = [sys.executable, '-m', 'csvr_jax.benchmarks.torch_reference', '--arch=r3d_18', '--modes=eager',
          '--batch=2', '--frames=4', '--crop=16', '--num_classes=5', '--steps=1', '--warmup=1', '--repeats=1',
+         '--dtype=float32',
          '--device=cpu', f'--json_out={out}']
   p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
                      timeout=300, check=False)

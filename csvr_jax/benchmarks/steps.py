@@ -192,7 +192,7 @@ def finish_numbers(r, batch, flops_per_clip_fwd, peak):
 
 
 def bench_finetune(arch):
-  """Compiles and times the JAX finetune step of one backbone; returns a result dict."""
+  """Compiles and times the JAX finetune step of one backbone -> (result dict, profile function)."""
   dtype = jnp.dtype(FLAGS.dtype)
   model = make_model(arch, dtype, FLAGS.width, FLAGS.num_classes, FLAGS.conv_impl, FLAGS.remat)
   tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
@@ -231,9 +231,10 @@ def bench_finetune(arch):
                                             warmup=FLAGS.warmup, repeats=FLAGS.repeats)
   r.update(ms_per_step=1e3 * sec, ms_per_step_windows=[1e3 * w for w in windows], loss=loss,
            peak_bytes=device_peak_bytes())
-  if FLAGS.profile:
-    holder = [state]
+  holder = [state]
 
+  def profile():
+    """Per-kernel device time of 3 more steps into r['profile'] (run after the timed numbers are saved)."""
     def run_steps(n=3):
       for _ in range(n):
         holder[0], m = compiled(holder[0], batch)
@@ -241,7 +242,7 @@ def bench_finetune(arch):
     r['profile'] = xla_report.profile_kernels(run_steps, 3)
     if 'top' in r['profile']:
       r['profile']['groups'] = xla_report.kernel_groups(r['profile']['top'])
-  return r
+  return r, profile
 
 
 def run_torch_reference(arch):
@@ -280,31 +281,8 @@ def selected_benchmarks():
   return [w for w in what if w in ('finetune_step', 'pretrain_step')] or ['finetune_step']
 
 
-def main():
-  whats = selected_benchmarks()
-  results = []
-  # PyTorch first, while JAX has not touched the device yet (nothing preallocated).
-  if FLAGS.reference == 'torch' and 'finetune_step' in whats:
-    for arch in FLAGS.arch:
-      for r in run_torch_reference(arch):
-        r['what'] = 'finetune_step'
-        results.append(r)
-  elif FLAGS.reference not in (None, '', 'torch'):
-    print(f'error: --reference={FLAGS.reference!r}; the only reference is torch', file=sys.stderr)
-    sys.exit(2)
-  device = jax.devices()[0]  # only now: JAX preallocates device memory when its backend starts
-  peak = peak_flops(device.device_kind)
-  for arch in FLAGS.arch:
-    fwd = analytic_flops(arch, FLAGS.frames, FLAGS.crop, FLAGS.width)
-    for r in results:
-      if r.get('arch') == arch and 'ms_per_step' in r:
-        finish_numbers(r, r['batch'], fwd, peak)
-    if 'finetune_step' in whats:
-      results.append(finish_numbers(bench_finetune(arch), FLAGS.batch, fwd, peak))
-    if 'pretrain_step' in whats:
-      for r in pretrain_results(arch):
-        results.append(finish_numbers(r, r['batch'], r.pop('flops_per_clip_fwd', None), peak)
-                       if 'ms_per_step' in r else r)
+def write_report(results, device, peak):
+  """The run's report (also written after every result, so a crash later keeps what was measured)."""
   rat = bench_report.ratios(results)
   report = dict(card=device.device_kind, backend=jax.default_backend(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
@@ -314,10 +292,48 @@ def main():
                                              repeats=FLAGS.repeats, label=FLAGS.label,
                                              conv_impl=FLAGS.conv_impl, remat=FLAGS.remat),
                 results=results, ratios=rat)
-  bench_report.print_table(results, rat)
   if FLAGS.json_out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
-    with open(FLAGS.json_out, 'w') as f:
+    with open(FLAGS.json_out + '.tmp', 'w') as f:
       json.dump(report, f, indent=1)
+    os.replace(FLAGS.json_out + '.tmp', FLAGS.json_out)
+  return report
+
+
+def main():
+  whats = selected_benchmarks()
+  results = []
+  if FLAGS.reference not in (None, '', 'torch'):
+    print(f'error: --reference={FLAGS.reference!r}; the only reference is torch', file=sys.stderr)
+    sys.exit(2)
+  # PyTorch first, while JAX has not touched the device yet (nothing preallocated).
+  if FLAGS.reference == 'torch' and 'finetune_step' in whats:
+    for arch in FLAGS.arch:
+      for r in run_torch_reference(arch):
+        r['what'] = 'finetune_step'
+        results.append(r)
+  device = jax.devices()[0]  # only now: JAX preallocates device memory when its backend starts
+  peak = peak_flops(device.device_kind)
+  write_report(results, device, peak)
+  for arch in FLAGS.arch:
+    fwd = analytic_flops(arch, FLAGS.frames, FLAGS.crop, FLAGS.width)
+    for r in results:
+      if r.get('arch') == arch and 'ms_per_step' in r:
+        finish_numbers(r, r['batch'], fwd, peak)
+    if 'finetune_step' in whats:
+      r, profile = bench_finetune(arch)
+      results.append(finish_numbers(r, FLAGS.batch, fwd, peak))
+      write_report(results, device, peak)
+      if FLAGS.profile:
+        profile()
+        write_report(results, device, peak)
+    if 'pretrain_step' in whats:
+      for r in pretrain_results(arch):
+        results.append(finish_numbers(r, r['batch'], r.pop('flops_per_clip_fwd', None), peak)
+                       if 'ms_per_step' in r else r)
+      write_report(results, device, peak)
+  report = write_report(results, device, peak)
+  bench_report.print_table(results, report['ratios'])
+  if FLAGS.json_out:
     print(f'wrote {FLAGS.json_out}')
   return report
