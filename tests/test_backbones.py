@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from csvr_jax import models
+from csvr_jax.benchmarks import flops
 from csvr_jax.models import backbone_layers
 
 # torchvision's counts without the classifier (issue 2 / Table IX); c3d is VCOP's C3D (convs with bias + BN),
@@ -168,3 +169,16 @@ def test_sync_batchnorm_matches_global_batch():
 def test_unknown_backbone_is_clear():
   with pytest.raises(ValueError, match="unknown video backbone 'r4d'"):
     models.get_video_backbone('r4d')
+
+
+@pytest.mark.parametrize('name,size', [('r3d_18', 112), ('mc3_18', 112), ('r2plus1d_18', 112), ('s3d', 224)])
+def test_flops_match_torchvision(name, size):
+  ref = flops.REFERENCES[name]
+  params, fwd_flops = flops.backbone_flops(name, 16, size, 1.0)
+  assert params == ref['params']
+  assert abs(fwd_flops / 1e9 - ref['gflops']) < 0.01 * ref['gflops']
+
+
+def test_flops_scale_with_frames_for_image_backbone():
+  one, four = flops.backbone_flops('r2d_10', 1, 64, 0.5), flops.backbone_flops('r2d_10', 4, 64, 0.5)
+  assert one[0] == four[0] and four[1] == 4 * one[1] > 0
