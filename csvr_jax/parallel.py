@@ -131,3 +131,9 @@ def global_mean(tree, axis_name=DATA):
 def sample_index(local_batch, axis_name=DATA):
   """(local_batch,) int32 indices of this device's rows in the global batch (inside shard_map)."""
   return jax.lax.axis_index(axis_name) * local_batch + jnp.arange(local_batch, dtype=jnp.int32)
+
+
+def compiler_options(config):
+  """XLA options for the train-step jits: config.train.fast_compile -> backend optimisation level 0 (on this
+  2-core CPU a CSVR step compiles ~10x faster; the convolutions are library calls and barely slow down)."""
+  return {'xla_backend_optimization_level': 0} if config.train.fast_compile else None

@@ -1,0 +1,146 @@
+"""The ten CSVR networks built from the config, their initialisation, and one calling convention.
+
+`Networks.apply(name, params, batch_stats, *args, train, noise_keys=None) -> (output, new_batch_stats)` hides
+the per-module signatures from the objectives:
+  vnet(clip (B,T,S,S,3)) -> {'pooled', 'features'};   inet(frames (B,S,S,3)) -> {'pooled', 'features'}
+  heads(v_pooled (B,Cv), i_pooled (N,Ci)) -> (v_emb (B,D), i_emb (N,D))
+  pose_g(pose_in (B,T,2N), conf (B,T,N)) -> (P_gen (B,T',2N), f_d)   (noise from noise_keys)
+  pose_d(P (B,T',2N), P_in (B,T,2N)) -> logits (B,)
+  integration(f_s, f_d) -> f_i;   video_g_*(f_i) -> video (B,T,S,S,3) in [-1, 1];   video_d_*(video) -> (B,)
+Noise is drawn per sample from `noise_keys` (B,) so that it does not depend on how the batch is split.
+"""
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from csvr_jax import models
+
+AXIS = 'data'
+
+
+class ContextHeads(nn.Module):
+  """g^V and g^I: the two two-layer projection MLPs of the context branch, one params sub-tree 'heads'."""
+  make_head: Callable
+
+  @nn.compact
+  def __call__(self, v_pooled, i_pooled, train=False):
+    return (self.make_head(name='video')(v_pooled, train=train),
+            self.make_head(name='iframe')(i_pooled, train=train))
+
+
+def _check_crop(config):
+  """Crop sizes the backbones cannot take are a config error, not a shape error deep inside XLA."""
+  s = config.data.crop_size
+  if s < 32 or s % 16:
+    raise ValueError(f'config.data.crop_size={s}: the backbones and video generators need a multiple of 16, '
+                     '>= 32 (e.g. 32, 64, 112)')
+  if config.data.clip_len < 4 or config.data.clip_len % 4:
+    raise ValueError(f'config.data.clip_len={config.data.clip_len}: use a multiple of 4 (>= 4)')
+
+
+class Networks:
+  """Modules of the ten networks (static; bound into the steps with functools.partial)."""
+
+  def __init__(self, config):
+    _check_crop(config)
+    self.config = config
+    axis = AXIS if config.model.sync_bn else None
+    m, d = config.model, config.data
+    kw = dict(width=m.width, dtype=m.dtype, bn_axis_name=axis, remat=config.train.remat)
+    self.modules = {'vnet': models.get_video_backbone(m.vnet, **kw),
+                    'inet': models.get_image_backbone(m.inet, **kw)}
+    self.modules.update(_branch_modules(config, axis))
+    self.noise_dims = {'pose_g': m.pose_noise_dim, 'video_g_rec': m.video_noise_dim,
+                       'video_g_pred': m.video_noise_dim}
+    self.clip_shape = (d.clip_len, d.crop_size, d.crop_size, 3)
+
+  def apply(self, name, params, batch_stats, *args, train, noise_keys=None):
+    module = self.modules[name]
+    variables = {'params': params}
+    if batch_stats:
+      variables['batch_stats'] = batch_stats
+    if noise_keys is not None:
+      dim = self.noise_dims[name]
+      args = args + (jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(noise_keys),)
+    mutable = ['batch_stats'] if train and batch_stats else False
+    out = module.apply(variables, *args, train=train, mutable=mutable)
+    if mutable:
+      out, updates = out
+      return _output(name, out), updates['batch_stats']
+    return _output(name, out), batch_stats
+
+  def init(self, key):
+    """key -> {name: variables} for all ten networks, from tiny example inputs of the configured shapes."""
+    c = self.config
+    keys = dict(zip(self.modules, jax.random.split(key, len(self.modules))))
+    b, t, tf, n = 2, c.data.clip_len, c.data.future_len, c.model.num_joints
+    clip = jnp.zeros((b,) + self.clip_shape, jnp.float32)
+    pose_in, conf = jnp.zeros((b, t, 2 * n)), jnp.ones((b, t, n))
+    z = lambda name: jnp.zeros((b, self.noise_dims[name]), jnp.float32)
+    variables = {}
+
+    def init(name, *args):
+      variables[name] = self.modules[name].init(keys[name], *args, train=False)
+      return _output(name, self.modules[name].apply(variables[name], *args, train=False))
+
+    v_out = init('vnet', clip)
+    i_out = init('inet', clip[:, 0])
+    init('heads', v_out['pooled'], i_out['pooled'])
+    p_gen, f_d = init('pose_g', pose_in, conf, z('pose_g'))
+    del tf
+    init('pose_d', p_gen, pose_in)
+    f_i = init('integration', v_out['features'], f_d)
+    for target in ('rec', 'pred'):
+      video = init('video_g_' + target, f_i, z('video_g_' + target))
+      init('video_d_' + target, video)
+    return variables
+
+
+def _output(name, out):
+  """Normalises module outputs to the convention in the module docstring."""
+  if name == 'pose_g':
+    return _pose_g_output(out)
+  if name == 'integration':
+    return out[0]  # (f_i, aux): aux (mask, gamma, beta) is for analysis only
+  return out
+
+
+def _vnet_feature_shape(config):
+  """Shape of the V-Network's last feature map for one clip, from abstract evaluation (no compile)."""
+  m, d = config.model, config.data
+  vnet = models.get_video_backbone(m.vnet, width=m.width, dtype=m.dtype)
+  clip = jax.ShapeDtypeStruct((1, d.clip_len, d.crop_size, d.crop_size, 3), jnp.float32)
+  out = jax.eval_shape(lambda x: vnet.init_with_output(jax.random.PRNGKey(0), x, train=False)[0], clip)
+  return out['features'].shape[1:]
+
+
+def _branch_modules(config, axis):
+  """heads, pose GAN, integration, video GANs from csvr_jax.models (branch sizes from config.model)."""
+  from csvr_jax.models import heads, integration, pose_gan, video_gan  # pylint: disable=g-import-not-at-top
+  m, d = config.model, config.data
+  dtype = jnp.dtype(m.dtype)
+  channels = _vnet_feature_shape(config)[-1]
+  head = lambda name: heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dtype, name=name)
+  gen = lambda frames: video_gan.VideoGenerator(channels=m.video_g_channels, noise_dim=m.video_noise_dim,
+                                                out_shape=(frames, d.crop_size, d.crop_size), dtype=dtype,
+                                                bn_axis_name=axis)
+  disc = lambda: video_gan.VideoDiscriminator(channels=m.video_d_channels, dtype=dtype)
+  return {
+      'heads': ContextHeads(head),
+      'pose_g': pose_gan.PoseGenerator(channels=m.pose_channels, encoder_layers=m.pose_encoder_layers,
+                                       noise_dim=m.pose_noise_dim, out_len=d.future_len, dtype=dtype,
+                                       bn_axis_name=axis),
+      'pose_d': pose_gan.PoseDiscriminator(channels=m.pose_channels, dtype=dtype),
+      'integration': integration.get_integration(m.integration, channels=channels, dtype=dtype,
+                                                 bn_axis_name=axis),
+      'video_g_rec': gen(d.clip_len), 'video_d_rec': disc(),
+      'video_g_pred': gen(d.future_len), 'video_d_pred': disc(),
+  }
+
+
+def _pose_g_output(out):
+  """PoseGenerator returns (P_gen, per-layer encoder features); f_d is the last layer's (Table III)."""
+  p_gen, feats = out
+  return p_gen, feats[-1]

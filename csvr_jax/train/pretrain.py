@@ -1,0 +1,170 @@
+"""`--mode=pretrain`: CSVR self-supervised pretraining (staged, then joint), data parallel, resumable.
+
+Reads top to bottom: mesh -> data -> model/optimizer -> state -> steps -> restore -> evals -> loop.
+A run restarted with the same workdir resumes from its latest checkpoint (train state, data iterator, rng);
+SIGTERM saves and exits; a NaN/Inf loss stops with a message naming the loss and the step before anything
+non-finite is saved.
+"""
+import importlib
+import os
+
+import jax
+import numpy as np
+
+from csvr_jax import checkpoint
+from csvr_jax import metrics as metrics_lib
+from csvr_jax import parallel
+from csvr_jax.train import networks
+from csvr_jax.train import state as state_lib
+from csvr_jax.train import steps as steps_lib
+
+# Evaluators during pretraining: config.evals.NAME = dict(type=TYPE, every_steps=N). TYPE -> 'module:function'
+# with signature fn(config, workdir, vnet_variables, step) -> {metric: scalar}. Downstream evaluators
+# register themselves here.
+EVALUATORS = {}
+
+
+def total_steps_of(config, dataset_size):
+  """config.train.total_steps, or epochs over the training split at the global batch."""
+  if config.train.total_steps > 0:
+    return config.train.total_steps
+  steps = config.train.epochs * dataset_size // config.train.batch_size
+  if steps <= 0:
+    raise ValueError(f'config.train.epochs={config.train.epochs} over {dataset_size} videos at '
+                     f'config.train.batch_size={config.train.batch_size} gives no steps')
+  return steps
+
+
+def make_loader(config):
+  """This process's share of the pretraining batches (Grain DataLoader with checkpointable iterator)."""
+  from csvr_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  if not config.data.dataset_dir:
+    raise ValueError('config.data.dataset_dir is empty: point it at a dataset built by data_prep.build')
+  size = pipeline.split_size(config.data.dataset_dir, config.data.train_split)
+  loader = pipeline.pretrain_loader(config.data, config.data.dataset_dir, config.data.train_split,
+                                    parallel.local_batch_size(config.train.batch_size), seed=config.seed)
+  return loader, size
+
+
+def make_evaluators(config):
+  evals = []
+  for name, spec in config.evals.items():
+    if spec.type not in EVALUATORS:
+      raise ValueError(f'config.evals.{name}.type={spec.type!r} is not registered; known: {sorted(EVALUATORS)}')
+    module, func = EVALUATORS[spec.type].split(':')
+    evals.append((name, spec.every_steps, getattr(importlib.import_module(module), func)))
+  return evals
+
+
+def run(config, workdir):
+  parallel.initialize(config)
+  loader, dataset_size = make_loader(config)
+  return train(config, workdir, iter(loader), total_steps_of(config, dataset_size))
+
+
+def train(config, workdir, data_iter, total_steps, init_variables=None):
+  """The training loop on `data_iter` (host batches of the pretraining contract, with get_state/set_state).
+
+  init_variables: key -> {network: variables} (traceable); None = the networks' own initialisers.
+  Returns (final TrainState, {stage name: StepFns}). Raises metrics.NonFiniteLossError on NaN/Inf.
+  """
+  # ------------------------------------------------------------------------------------- mesh
+  mesh = parallel.make_mesh(config)
+  parallel.check_global_batch(config.train.batch_size, mesh)
+  is_main = jax.process_index() == 0
+
+  # ------------------------------------------------------------------------- model/optimizer
+  nets = networks.Networks(config)
+  optimizers = state_lib.make_optimizers(config, total_steps)
+  stages = steps_lib.resolve_stages(config, total_steps)
+
+  # ------------------------------------------------------------------------------------ state
+  state, abstract = state_lib.create_state(init_variables or nets.init, optimizers, jax.random.PRNGKey(config.seed),
+                                           parallel.replicated(mesh), parallel.compiler_options(config))
+  if is_main:
+    sizes = state_lib.count_params(state.params)
+    print(f'pretrain: {total_steps} steps, global batch {config.train.batch_size} on {jax.device_count()} '
+          f'devices; stages {[(s.name, s.end - s.start) for s in stages]}; params '
+          + ', '.join(f'{k} {v:,}' for k, v in sizes.items()), flush=True)
+
+  # ------------------------------------------------------------------------------------ steps
+  step_fns = {}
+
+  def fns_for(stage):
+    if stage.name not in step_fns:  # one StepFns (one compile of each step) per stage
+      step_fns[stage.name] = steps_lib.StepFns(nets, config, stage, optimizers, mesh)
+    return step_fns[stage.name]
+
+  # ---------------------------------------------------------------------------------- restore
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = checkpoint.TrainCheckpointer(workdir, config.checkpoint.keep)
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(abstract, data_iter)
+    if is_main:
+      print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
+  step = int(state.step)
+
+  # ------------------------------------------------------------------------------------ evals
+  evaluators = make_evaluators(config)
+  writer = metrics_lib.MetricWriter(workdir, total_steps, config.train.batch_size, config.logging.progress_bar,
+                                    main_keys=['total/loss', 'context/loss', 'pose/d_loss', 'video_rec/l2'])
+  writer.write_config(config)
+
+  # ------------------------------------------------------------------------------------- loop
+  preempt = checkpoint.PreemptionFlag()
+  note = lambda: (f'last good checkpoint: step {ckpt.latest_step()} in {ckpt.directory}'
+                  if ckpt.latest_step() is not None else 'no checkpoint was written')
+  pending = None  # (step, metrics on device) not yet checked / written
+  try:
+    while step < total_steps:
+      stage = steps_lib.stage_at(stages, step)
+      fns = fns_for(stage)
+      batch = parallel.host_to_global(next(data_iter), mesh)
+      state, step_metrics = fns.train_step(state, batch, step)
+      step += 1
+      is_save = step % config.checkpoint.every_steps == 0 or step == total_steps
+      if step % config.logging.log_every_steps == 0 or is_save or step == 1:
+        host = jax.device_get(step_metrics)
+        metrics_lib.check_finite(step, host, note())  # before any save: nothing non-finite is kept
+        writer.write_scalars(step, {**host, 'train/lr': float(optimizers['vnet'][1](step - 1))})
+      if step % config.logging.image_every_steps == 0 and (stage.losses.keys() & {'pose', 'video'}):
+        log_images(writer, step, fns, state, batch)
+      for name, every, fn in evaluators:
+        if step % every == 0 or step == total_steps:
+          writer.write_scalars(step, {f'{name}/{k}': v for k, v in fn(config, workdir, vnet_variables(state),
+                                                                       step).items()})
+      if is_save:
+        ckpt.save(step, state, data_iter, config)
+      elif preempt.any_process():
+        host = jax.device_get(step_metrics)
+        metrics_lib.check_finite(step, host, note())
+        ckpt.save(step, state, data_iter, config)
+        if is_main:
+          print(f'pretrain: SIGTERM - saved step {step}, exiting', flush=True)
+        break
+  finally:
+    ckpt.close()
+    writer.close()
+    preempt.restore()
+  return state, step_fns
+
+
+def vnet_variables(state):
+  """The V-Network's {'params', 'batch_stats'} (what --mode=export writes)."""
+  return {'params': state.params['vnet'], 'batch_stats': state.batch_stats['vnet']}
+
+
+def log_images(writer, step, fns, state, batch):
+  """Real vs generated frames (reconstructed, predicted) and real vs predicted pose skeletons."""
+  fakes, reals, extra = jax.device_get(fns.samples(state, batch))
+  rows = []
+  for gan in ('video_rec', 'video_pred'):
+    if gan in fakes:
+      rows += [reals[gan][0], fakes[gan][0]]
+  if rows:
+    writer.write_image(step, 'video/real_vs_generated', metrics_lib.frame_grid(rows))
+  if 'pose' in fakes:
+    shape = fakes['pose'].shape[1:2] + (-1, 2)
+    writer.write_image(step, 'pose/real_vs_predicted',
+                       metrics_lib.pose_grid(np.reshape(reals['pose'][0], shape),
+                                             np.reshape(fakes['pose'][0], shape), extra['pose_gt_conf'][0]))

@@ -1,0 +1,112 @@
+"""The pretraining state: one TrainState with a sub-tree per network, and the (static) optimizers.
+
+Networks (configs/base.ALL_NETWORKS): vnet, inet, heads, pose_g, pose_d, integration, video_g_rec,
+video_d_rec, video_g_pred, video_d_pred. Each has its own optimizer state so that a stage can freeze any of
+them by simply not updating it.
+
+Optimisation (the paper: SGD momentum 0.9, lr 0.0005 x batch, weight decay 0.005), PyTorch semantics: the
+weight decay is added to the gradient, the momentum buffer accumulates it, and the learning rate of the
+current GLOBAL step multiplies the buffer (`lr(state.step)`, not a per-network count: a network that first
+trains in the joint stage still follows the run's schedule). Discriminators use config.optim.disc_* (Adam with
+b1=0, b2=0.9 by default, TGAN-v2 / WGAN-GP practice) at a constant learning rate.
+"""
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+ALL_NETWORKS = ('vnet', 'inet', 'heads', 'pose_g', 'pose_d', 'integration',
+                'video_g_rec', 'video_d_rec', 'video_g_pred', 'video_d_pred')
+DISCRIMINATORS = ('pose_d', 'video_d_rec', 'video_d_pred')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array        # int32 (), counts training iterations (batches)
+  params: dict           # network name -> params
+  batch_stats: dict      # network name -> BatchNorm running statistics ({} for networks without BN)
+  opt_state: dict        # network name -> optax state
+  rng: jax.Array         # uint32 (2,) raw key; per step: fold_in(rng, step)
+
+
+def learning_rate_fn(config, total_steps):
+  """step -> lr of the encoders / generators: lr_per_sample * global batch, warmup, constant or cosine."""
+  base = config.optim.lr_per_sample * config.train.batch_size
+  warmup = config.optim.warmup_steps
+  if config.optim.schedule == 'constant':
+    decay = optax.constant_schedule(base)
+  elif config.optim.schedule == 'cosine':
+    decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
+  else:
+    raise ValueError(f"config.optim.schedule: unknown {config.optim.schedule!r}; choose constant | cosine")
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+
+
+def _direction(config, is_disc):
+  """Gradient -> update direction before the learning rate (sign included: updates = -lr * direction)."""
+  clip = [optax.clip_by_global_norm(config.optim.grad_clip)] if config.optim.grad_clip > 0 else []
+  name = config.optim.disc_name if is_disc else config.optim.name
+  key = 'config.optim.disc_name' if is_disc else 'config.optim.name'
+  if name == 'sgd':
+    wd = 0.0 if is_disc else config.optim.weight_decay
+    return optax.chain(*clip, optax.add_decayed_weights(wd), optax.trace(decay=config.optim.momentum))
+  if name == 'adam' and is_disc:
+    return optax.chain(*clip, optax.scale_by_adam(b1=config.optim.disc_b1, b2=config.optim.disc_b2))
+  raise ValueError(f'{key}: unknown optimizer {name!r}; choose sgd' + (' | adam' if is_disc else ''))
+
+
+def make_optimizers(config, total_steps):
+  """network name -> (optax transform giving the direction, step -> learning rate)."""
+  lr = learning_rate_fn(config, total_steps)
+  disc_lr = optax.constant_schedule(config.optim.disc_lr)
+  return {name: (_direction(config, name in DISCRIMINATORS), disc_lr if name in DISCRIMINATORS else lr)
+          for name in ALL_NETWORKS}
+
+
+def apply_gradients(state, grads, optimizers, names):
+  """Updates the networks `names` (the others keep params and optimizer state) -> new params, opt_state."""
+  params, opt_state = dict(state.params), dict(state.opt_state)
+  for name in names:
+    tx, lr = optimizers[name]
+    direction, opt_state[name] = tx.update(grads[name], state.opt_state[name], state.params[name])
+    rate = lr(state.step)
+    params[name] = jax.tree.map(lambda p, d: p - (rate * d).astype(p.dtype), state.params[name], direction)
+  return params, opt_state
+
+
+def global_norm(tree):
+  return optax.global_norm(tree) if jax.tree.leaves(tree) else jnp.zeros((), jnp.float32)
+
+
+def create_state(init_variables, optimizers, rng, sharding=None, compiler_options=None):
+  """Builds the TrainState; shapes come from `jax.eval_shape`, arrays are created in place with `sharding`.
+
+  Args:
+    init_variables: key -> {network name: {'params': ..., 'batch_stats'?: ...}} (traceable).
+    optimizers: from make_optimizers.
+    rng: uint32 (2,) raw key; split for init and for the run.
+    sharding: where the state lives (replicated NamedSharding for data parallelism), or None.
+  Returns:
+    (state, abstract_state): the second with ShapeDtypeStructs, the restore target for checkpoints.
+  """
+  def init(rng):
+    init_key, run_key = jax.random.split(rng)
+    variables = init_variables(init_key)
+    params = {k: v['params'] for k, v in variables.items()}
+    batch_stats = {k: v.get('batch_stats', {}) for k, v in variables.items()}
+    opt_state = {k: optimizers[k][0].init(params[k]) for k in params}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=opt_state, rng=run_key)
+
+  abstract = jax.eval_shape(init, rng)
+  out_shardings = None if sharding is None else jax.tree.map(lambda _: sharding, abstract)
+  state = jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)(rng)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  return state, abstract
+
+
+def count_params(params):
+  """network name -> number of parameters."""
+  return {k: sum(int(x.size) for x in jax.tree.leaves(v)) for k, v in params.items()}
