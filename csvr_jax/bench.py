@@ -9,8 +9,10 @@ import sys
 from absl import app
 from absl import flags
 
+from csvr_jax import xla_flags
+xla_flags.set_default_xla_flags()  # before any JAX backend starts: benchmarks measure what training runs
 # The step benchmark's flags (--arch, --batch, ...) must exist before app.run parses argv.
-from csvr_jax.benchmarks import steps as _steps  # pylint: disable=unused-import
+from csvr_jax.benchmarks import steps as _steps  # pylint: disable=unused-import,wrong-import-position
 
 flags.DEFINE_string('report', None, 'Analytic report: flops.')
 flags.DEFINE_list('what', [], 'Measured benchmarks: pipeline, finetune_step, pretrain_step, data_prep.')

@@ -10,6 +10,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from csvr_jax import xla_flags
+
+xla_flags.set_default_xla_flags()  # before any JAX backend starts (NDHWC 3D convolutions on GPU)
+
 # mode -> "module:function"; each function takes (config, workdir).
 MODES = {
     'pretrain': 'csvr_jax.train.pretrain:run',

@@ -49,29 +49,29 @@ run() {
   $PY -m csvr_jax.benchmarks.bench_report "$OUT/bench.json" "$OUT/summary.txt" "$RAW"/*.json > /dev/null 2>&1
 }
 
-# faster of two finetune variants of an arch, by clips/s in the merged results (for the later steps).
-best_flags() {
-  $PY - "$OUT/bench.json" "$1" "$NHWC" <<'EOF'
-import json, sys
-rep, arch, nhwc = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-r = {x['label']: x['clips_per_s'] for x in rep['results']
-     if x.get('impl') == 'jax' and x.get('arch') == arch and 'clips_per_s' in x}
-print(nhwc if r.get('nhwc', 0) > r.get('xla_default', 0) else '')
-EOF
-}
-
-# In order of what the issue needs most; EST_S is a guess for an H100/H200 (compiles included).
+# In order of what the issue needs most; EST_S is a guess for an H200 (compiles included; measured there on
+# 2026-11-26: one finetune variant 20-55 s, torch eager + compile 50-60 s per arch, the full CSVR pretraining
+# step > 130 s for its first mode). STEPS selects a subset, e.g. STEPS="pretrain" REF= for a rerun.
+# The XLA default of csvr_jax is --xla_gpu_force_conv_nhwc=true (csvr_jax/xla_flags.py); =false is XLA's own
+# heuristic (NCDHW 3D convolutions on Hopper), the naive port's baseline.
+STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r2p1d_native r2p1d_native_nhwc r3d_b64}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 FT=(--what=finetune_step --batch="$BATCH")
-run r3d_default 150 "" "${FT[@]}" --arch=r3d_18 --reference=torch --profile --hlo_dir="$OUT" --label=xla_default
-run r2p1d_default 150 "" "${FT[@]}" --arch=r2plus1d_18 --reference=torch --profile --label=xla_default
-run r3d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --profile --hlo_dir="$OUT" --label=nhwc
-run r2p1d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --profile --label=nhwc
-BEST=$(best_flags r3d_18 2>/dev/null)
-run pretrain 90 "$BEST" --what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" --gan_update=one_stage,alternating \
-  --label="pretrain${BEST:+_nhwc}"
-run r2p1d_native 40 "" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native --label=xla_default
-run r2p1d_native_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native --label=nhwc
-run r3d_b64 40 "$BEST" --what=finetune_step --batch=64 --arch=r3d_18 --label="b64${BEST:+_nhwc}"
+REF=${REF---reference=torch}   # REF= skips the torch reference (e.g. a rerun on the same machine)
+XLA_OWN=--xla_gpu_force_conv_nhwc=false
+want r3d_default && run r3d_default 150 "$XLA_OWN" "${FT[@]}" --arch=r3d_18 $REF --profile --hlo_dir="$OUT" \
+  --label=xla_default
+want r2p1d_default && run r2p1d_default 150 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_18 $REF --profile \
+  --label=xla_default
+want r3d_nhwc && run r3d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --profile --hlo_dir="$OUT" --label=nhwc
+want r2p1d_nhwc && run r2p1d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --profile --label=nhwc
+want pretrain && run pretrain 240 "$NHWC" --what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" \
+  --gan_update=one_stage,alternating --label=pretrain_nhwc
+want r2p1d_native && run r2p1d_native 40 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
+  --label=xla_default
+want r2p1d_native_nhwc && run r2p1d_native_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
+  --label=nhwc
+want r3d_b64 && run r3d_b64 40 "$NHWC" --what=finetune_step --batch=64 --arch=r3d_18 --label=b64_nhwc
 
 $PY -m csvr_jax.benchmarks.bench_report "$OUT/bench.json" "$OUT/summary.txt" "$RAW"/*.json 2>&1 | tee -a "$OUT/log.txt"
 echo "total $(( $(date +%s) - START ))s"

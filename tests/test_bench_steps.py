@@ -34,6 +34,7 @@ def test_finetune_step_cli_writes_json(tmp_path):
   with gzip.open(tmp_path / 'finetune_c3d_cpu_test.hlo.txt.gz', 'rt') as f:
     assert 'ENTRY' in f.read()
   assert 'finetune_step  c3d' in p.stdout  # the printed table
+  assert report['xla_flags'] == '--xla_gpu_force_conv_nhwc=true'  # the project's default, set by bench.py
 
 
 def test_hlo_summary_counts_cudnn_convs_and_layout_changes():
@@ -103,3 +104,15 @@ def test_merge_reports_recomputes_ratios_across_runs(tmp_path):
                               'r3d_18_p_pretrain': {'one_stage/alternating': 1.5}}
   text = '\n'.join(bench_report.summary_lines(merged))
   assert 'finetune_step r3d_18 jax nhwc --xla_gpu_force_conv_nhwc=true' in text
+
+
+def test_default_xla_flags_append_but_never_override():
+  from csvr_jax import xla_flags
+  env = {}
+  assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=true'
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+  xla_flags.set_default_xla_flags(env)
+  assert env['XLA_FLAGS'] == '--xla_force_host_platform_device_count=8 --xla_gpu_force_conv_nhwc=true'
+  env = {'XLA_FLAGS': '--xla_gpu_force_conv_nhwc=false'}
+  assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=false'
+  assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=false'  # idempotent
