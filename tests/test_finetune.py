@@ -25,6 +25,7 @@ def _config(dataset_dir, steps, lr=0.05):
   c.data.dataset_dir = dataset_dir
   c.data.clip_len, c.data.stride, c.data.crop_size, c.data.short_side = 4, 2, 32, 48
   c.data.num_workers = 0
+  c.train.fast_compile = True
   c.data.num_eval_clips = 2
   # Easy views so that a few steps suffice: the test is about the machinery, not augmentation robustness.
   c.data.jitter_prob, c.data.blur_prob, c.data.crop_scale = 0.0, 0.0, (0.6, 1.0)
@@ -38,7 +39,7 @@ def _config(dataset_dir, steps, lr=0.05):
   c.eval.batch_size = 8
   c.logging.log_every_steps = 5
   c.logging.progress_bar = False
-  c.checkpoint.every_steps = 10
+  c.checkpoint.every_steps = 100  # only the end-of-run saves (orbax saves cost seconds here)
   c.eval.method_name = 'scratch'
   return c
 

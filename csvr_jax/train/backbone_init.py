@@ -14,6 +14,7 @@ import numpy as np
 
 from csvr_jax import checkpoint
 from csvr_jax import models
+from csvr_jax import parallel
 
 
 def build_backbone(config, arch, width, bn_axis_name=None):
@@ -33,7 +34,8 @@ def init_key(seed):
 def init_backbone_variables(config, model, key):
   """Random {'params', 'batch_stats'} for a (1, T, S, S, 3) input; key from `init_key`."""
   x = jnp.zeros((1, config.data.clip_len, config.data.crop_size, config.data.crop_size, 3), jnp.float32)
-  variables = jax.jit(lambda k: model.init(k, x, train=False))(key)
+  variables = jax.jit(lambda k: model.init(k, x, train=False),
+                      compiler_options=parallel.compiler_options(config))(key)
   return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 

@@ -41,7 +41,7 @@ from csvr_jax.train.downstream_metrics import (average_per_video, classification
 from csvr_jax.train import backbone_init
 
 __all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_linear_probe', 'average_per_video',
-           'classification_metrics', 'extract_video_features', 'run_evaluators', 'retrieval_mode',
+           'classification_metrics', 'extract_video_features', 'per_video_outputs', 'run_evaluators', 'retrieval_mode',
            'linear_probe_mode']
 
 EVALUATOR_DEFAULTS = {
@@ -53,13 +53,14 @@ EVALUATOR_DEFAULTS = {
 # ------------------------------------------------------------------ features
 
 @functools.lru_cache(maxsize=8)
-def _feature_step(apply_fn, mesh, mean, std):
+def _feature_step(apply_fn, mesh, mean, std, fast_compile=False):
   """jitted (variables, uint8 clips (B, T, S, S, 3) split on 'data') -> (B, C) float32 pooled features."""
   def local(variables, clips):
     x = augment.normalize(clips, mean, std)
     return apply_fn(variables, x, train=False)['pooled'].astype(jnp.float32)
 
-  return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH))
+  return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH),
+                 compiler_options={'xla_backend_optimization_level': 0} if fast_compile else None)
 
 
 @functools.lru_cache(maxsize=8)
@@ -67,47 +68,68 @@ def _gather(mesh):
   return jax.jit(lambda t: t, out_shardings=parallel.replicated(mesh))  # every process gets every row
 
 
+def per_video_outputs(step, variables, batches, num_videos, mesh):
+  """Runs `step(variables, global clips) -> (B, D)` over an evaluation loader and averages per video.
+
+  Args:
+    step: jitted function of (replicated variables, uint8 clips split on 'data') -> (B, D) split on 'data'.
+    variables: the step's variables, already replicated on `mesh`.
+    batches: iterable of this process's eval batches {'clip' uint8 (b, T, S, S, 3), 'video_index' (b,),
+      'valid' (b,) bool, 'label' (b,)}; padding rows have valid=False (and video_index -1).
+    num_videos: videos in the split (every one must appear).
+  Returns:
+    (per-video means (num_videos, D) float64, labels (num_videos,) int64), the same on every process.
+  """
+  outs, index, valid, labels = [], [], [], []
+  for batch in batches:
+    g = parallel.host_to_global({k: batch[k] for k in ('clip', 'video_index', 'valid', 'label')}, mesh)
+    rows = jax.device_get(_gather(mesh)((step(variables, g['clip']), g['video_index'], g['valid'], g['label'])))
+    for acc, r in zip((outs, index, valid, labels), rows):
+      acc.append(np.asarray(r))
+  if not outs:
+    raise ValueError('the evaluation loader yielded no batch')
+  index, valid, labels = np.concatenate(index), np.concatenate(valid).astype(bool), np.concatenate(labels)
+  means, _ = average_per_video(np.concatenate(outs), index, valid, num_videos)
+  video_labels = np.zeros(num_videos, np.int64)
+  video_labels[index[valid]] = labels[valid]
+  return means, video_labels
+
+
 def extract_video_features(apply_fn, variables, batches, num_videos, config, mesh=None):
-  """Per-video features averaged over the clips of an evaluation loader.
+  """Per-video backbone features averaged over the clips of an evaluation loader.
 
   Args:
     apply_fn: the backbone's `apply(variables, x, train=False) -> {'pooled': (B, C), ...}`.
     variables: backbone {'params', 'batch_stats'}.
-    batches: iterable of this process's eval batches {'clip' uint8 (b, T, S, S, 3), 'video_index' (b,),
-      'valid' (b,) bool, 'label' (b,)}; padding rows have valid=False.
-    num_videos: videos in the split (every one must appear).
+    batches, num_videos: as in `per_video_outputs`.
     config: the full config (data.mean / data.std normalise the clips).
     mesh: device mesh; batches are split over its 'data' axis (None = built from config.mesh).
   Returns:
     (features (num_videos, C) float64, labels (num_videos,) int64).
   """
   mesh = parallel.make_mesh(config) if mesh is None else mesh
-  variables = parallel.replicate(jax.device_get(variables), mesh)
-  step = _feature_step(apply_fn, mesh, tuple(map(float, config.data.mean)), tuple(map(float, config.data.std)))
-  feats, index, valid, labels = [], [], [], []
-  for batch in batches:
-    g = parallel.host_to_global({k: batch[k] for k in ('clip', 'video_index', 'valid', 'label')}, mesh)
-    f = step(variables, g['clip'])
-    rows = jax.device_get(_gather(mesh)((f, g['video_index'], g['valid'], g['label'])))
-    for acc, r in zip((feats, index, valid, labels), rows):
-      acc.append(np.asarray(r))
-  if not feats:
-    raise ValueError('extract_video_features: the evaluation loader yielded no batch')
-  index, valid, labels = np.concatenate(index), np.concatenate(valid).astype(bool), np.concatenate(labels)
-  means, _ = average_per_video(np.concatenate(feats), index, valid, num_videos)
-  video_labels = np.zeros(num_videos, np.int64)
-  video_labels[index[valid]] = labels[valid]
-  return means, video_labels
+  step = _feature_step(apply_fn, mesh, tuple(map(float, config.data.mean)), tuple(map(float, config.data.std)),
+                       bool(config.train.fast_compile))
+  return per_video_outputs(step, parallel.replicate(jax.device_get(variables), mesh), batches, num_videos, mesh)
+
+
+def eval_batches(config, dataset_dir, split, mesh):
+  """(evaluation loader of this process, number of videos) for `split`, batch config.eval.batch_size."""
+  from csvr_jax.data import pipeline  # deferred: the Grain/TFDS stack is only needed here
+  parallel.check_global_batch(config.eval.batch_size, mesh, 'config.eval.batch_size')
+  num_videos = len(pipeline._open(dataset_dir, split)[0])  # pylint: disable=protected-access
+  loader = pipeline.eval_loader(config.data, dataset_dir, split, parallel.local_batch_size(config.eval.batch_size))
+  return loader, num_videos
 
 
 def split_features(config, dataset_dir, split, apply_fn, variables, mesh=None):
-  """Features and labels of every video of `split` through the 10-clip evaluation loader."""
-  from csvr_jax.data import pipeline  # deferred: the Grain/TFDS stack is only needed here
-  cfg = config.copy_and_resolve_references()
-  with cfg.unlocked():
-    cfg.data.dataset_dir = dataset_dir
-  loader, num_videos = pipeline.eval_loader(cfg, split)
-  return extract_video_features(apply_fn, variables, loader, num_videos, cfg, mesh)
+  """Features and labels of every video of `split` through the 10-clip evaluation loader.
+
+  dataset_dir: a dataset folder (or an in-memory list of records, as the pipeline accepts).
+  """
+  mesh = parallel.make_mesh(config) if mesh is None else mesh
+  loader, num_videos = eval_batches(config, dataset_dir, split, mesh)
+  return extract_video_features(apply_fn, variables, loader, num_videos, config, mesh)
 
 
 def _prepare(query, gallery, mean_center):
