@@ -192,3 +192,48 @@ def test_evaluator_specs_and_schedule():
   c.evals.bad = dict(type='knn', every_step=5)
   with pytest.raises(ValueError, match=r'config.evals.bad: unknown keys \[.every_step.\]'):
     evaluate.evaluator_specs(c)
+
+
+# ------------------------------------------------------------------ modes end to end on SynthActions
+
+@pytest.fixture(scope='module')
+def synth_dir(tmp_path_factory):
+  from data_prep import synth_actions
+  return synth_actions.generate_and_build(str(tmp_path_factory.mktemp('synth')), num_classes=3,
+                                          videos_per_class=5, frames=16, size=48, context=1.0)
+
+
+def test_retrieval_and_linear_probe_modes_from_an_export(synth_dir, tmp_path):
+  import json
+  import os
+  from csvr_jax import checkpoint
+  from csvr_jax.train import backbone_init, evaluate
+  c = _tiny_config()
+  c.data.dataset_dir = synth_dir
+  c.data.stride, c.data.short_side, c.data.num_eval_clips, c.data.num_workers = 2, 48, 3, 0
+  c.eval.batch_size = 8
+  c.train.fast_compile = True
+  model, variables, _ = backbone_init.load_backbone(c)
+  export = str(tmp_path / 'export')
+  checkpoint.save_backbone_export(export, variables, dict(
+      arch='r3d_18', width=c.model.width, clip_len=4, crop_size=16, mean=list(c.data.mean), std=list(c.data.std),
+      step=7, source='csvr', epochs=2, dataset='synth'))
+  c.checkpoint.init_from = export
+  workdir = str(tmp_path / 'work')
+  r = evaluate.retrieval_mode(c, workdir)
+  p = evaluate.linear_probe_mode(c, workdir)
+  assert set(r) == {'knn/top1', 'retrieval/R@1', 'retrieval/R@5', 'retrieval/R@10', 'retrieval/R@20',
+                    'retrieval/R@50'}
+  recalls = [r[f'retrieval/R@{k}'] for k in (1, 5, 10, 20, 50)]
+  assert recalls == sorted(recalls) and recalls[-1] == 1.0  # 9 train videos: top-50 is the whole gallery
+  assert r['knn/top1'] == r['retrieval/R@1']  # k=1
+  assert 0.0 <= p['linear_probe/top1'] <= 1.0
+  runs = json.load(open(os.path.join(workdir, 'results.json')))['runs']
+  assert len(runs) == 1 and runs[0]['pretrain_step'] == 7 and runs[0]['epochs'] == 2
+  assert runs[0]['metrics']['linear_probe/top1'] == p['linear_probe/top1']
+  assert '| csvr | R3D-18 | synth | 2 | 16×16 | 4 |' in open(os.path.join(workdir, 'report.md')).read()
+  # The evaluator registry during pretraining, on the same data (features of the same network).
+  c.evals.knn = dict(type='knn', every_steps=5)
+  out = evaluate.run_evaluators(c, 10, variables, model.apply)
+  assert out['eval/knn/top1'] == pytest.approx(r['knn/top1'])
+  assert out['eval/knn/R@5'] == pytest.approx(r['retrieval/R@5'])
