@@ -58,8 +58,7 @@ TINY_SHAPES = {
 def random_variables(model, x, seed=0):
   """Variables of `model` with random weights AND random BatchNorm statistics, drawn with numpy.
 
-  (Compiling jax.random for every parameter shape costs ~10 s per shape on this CPU with the default
-  jax_threefry_partitionable=True, so tests draw from numpy; test_init_runs covers model.init itself.)
+  (Cheaper than compiling model.init for each model; test_init_runs covers model.init itself.)
   """
   rng = np.random.default_rng(seed)
 
@@ -86,8 +85,7 @@ def _init(name, dtype='float32'):
 
 def test_init_runs():
   model = models.get_video_backbone('mc3_18', width=0.0625)
-  key = jax.random.key(0, impl='rbg')  # threefry's compile is slow on CPU (see random_variables)
-  variables = run_fast(functools.partial(model.init, train=False), key, jnp.zeros((1, 2, 16, 16, 3)))
+  variables = run_fast(functools.partial(model.init, train=False), jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)))
   kernel = variables['params']['stem_conv']['kernel']
   assert kernel.shape == (3, 7, 7, 3, 4) and 0.05 < float(jnp.std(kernel)) < 0.2  # kaiming fan_out: 0.109
   assert float(jnp.sum(variables['batch_stats']['stem_bn']['var'])) == 4.0
