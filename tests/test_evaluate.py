@@ -237,3 +237,5 @@ def test_retrieval_and_linear_probe_modes_from_an_export(synth_dir, tmp_path):
   out = evaluate.run_evaluators(c, 10, variables, model.apply)
   assert out['eval/knn/top1'] == pytest.approx(r['knn/top1'])
   assert out['eval/knn/R@5'] == pytest.approx(r['retrieval/R@5'])
+  # The same through the per-type function that pretrain.EVALUATORS registers.
+  assert evaluate.knn_evaluator(c, workdir, variables, 10)['top1'] == pytest.approx(r['knn/top1'])

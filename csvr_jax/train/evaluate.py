@@ -21,8 +21,10 @@ Keys of each entry (defaults in EVALUATOR_DEFAULTS; other keys are an error):
   every_steps: run when step % every_steps == 0 (0 = never);
   dataset_dir: '' = config.data.dataset_dir; gallery_split / query_split: '' = config.data.train_split /
   config.data.eval_split (the gallery is also the probe's training set).
-The pretraining loop calls `run_evaluators(config, step, vnet_variables, vnet.apply)` and logs the returned
-flat dict (empty when no evaluator is due).
+The pretraining loop either calls `run_evaluators(config, step, vnet_variables, vnet.apply)` and logs the
+returned flat dict (empty when no evaluator is due), or registers the per-type functions in its own registry
+(pretrain.EVALUATORS: 'knn' -> 'csvr_jax.train.evaluate:knn_evaluator', 'linear_probe' ->
+'csvr_jax.train.evaluate:linear_probe_evaluator', signature fn(config, workdir, vnet_variables, step)).
 """
 import functools
 import os
@@ -42,7 +44,7 @@ from csvr_jax.train import backbone_init
 
 __all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_linear_probe', 'average_per_video',
            'classification_metrics', 'extract_video_features', 'per_video_outputs', 'run_evaluators', 'retrieval_mode',
-           'linear_probe_mode']
+           'linear_probe_mode', 'knn_evaluator', 'linear_probe_evaluator']
 
 EVALUATOR_DEFAULTS = {
     'knn': dict(type='knn', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
@@ -172,6 +174,21 @@ def due_evaluators(config, step):
   return [n for n, s in evaluator_specs(config).items() if s['every_steps'] > 0 and step % s['every_steps'] == 0]
 
 
+def _evaluate_spec(config, spec, vnet_variables, apply_fn, mesh=None, cache=None):
+  """Metrics of one evaluator spec (filled by evaluator_specs) -> {'top1': ..., 'R@k': ...}."""
+  cache = {} if cache is None else cache  # (dataset_dir, split) -> features, shared between evaluators
+  dataset_dir = spec['dataset_dir'] or config.data.dataset_dir
+  splits = (spec['query_split'] or config.data.eval_split, spec['gallery_split'] or config.data.train_split)
+  for split in splits:
+    if (dataset_dir, split) not in cache:
+      cache[(dataset_dir, split)] = split_features(config, dataset_dir, split, apply_fn, vnet_variables, mesh)
+  (q, ql), (g, gl) = cache[(dataset_dir, splits[0])], cache[(dataset_dir, splits[1])]
+  if spec['type'] == 'knn':
+    return knn_metrics(config, q, ql, g, gl)
+  num_classes = int(max(ql.max(), gl.max())) + 1
+  return {'top1': linear_probe_metrics(config, q, ql, g, gl, num_classes)['top1']}
+
+
 def run_evaluators(config, step, vnet_variables, apply_fn, mesh=None):
   """Runs the evaluators of config.evals that are due at `step` on the frozen V-Network.
 
@@ -184,27 +201,36 @@ def run_evaluators(config, step, vnet_variables, apply_fn, mesh=None):
     flat {'eval/<name>/top1': ..., 'eval/<name>/R@1': ...} as Python floats; {} when nothing is due.
     Every process must call it (feature extraction is a collective); all get the same dict.
   """
-  due = due_evaluators(config, step)
-  if not due:
-    return {}
-  specs = evaluator_specs(config)
-  cache = {}  # (dataset_dir, split) -> features: evaluators on the same split share one extraction
-  out = {}
-  for name in due:
-    s = specs[name]
-    dataset_dir = s['dataset_dir'] or config.data.dataset_dir
-    splits = (s['query_split'] or config.data.eval_split, s['gallery_split'] or config.data.train_split)
-    for split in splits:
-      if (dataset_dir, split) not in cache:
-        cache[(dataset_dir, split)] = split_features(config, dataset_dir, split, apply_fn, vnet_variables, mesh)
-    (q, ql), (g, gl) = cache[(dataset_dir, splits[0])], cache[(dataset_dir, splits[1])]
-    if s['type'] == 'knn':
-      metrics = knn_metrics(config, q, ql, g, gl)
-    else:
-      num_classes = int(max(ql.max(), gl.max())) + 1
-      metrics = {'top1': linear_probe_metrics(config, q, ql, g, gl, num_classes)['top1']}
+  specs, cache, out = evaluator_specs(config), {}, {}
+  for name in due_evaluators(config, step):
+    metrics = _evaluate_spec(config, specs[name], vnet_variables, apply_fn, mesh, cache)
     out.update({f'eval/{name}/{k}': float(v) for k, v in metrics.items()})
   return out
+
+
+def _spec_of_type(config, kind):
+  """The options of the config.evals entry of type `kind` (one set of options per type)."""
+  specs = [s for s in evaluator_specs(config).values() if s['type'] == kind]
+  if len({tuple(sorted((k, v) for k, v in s.items() if k != 'every_steps')) for s in specs}) > 1:
+    raise ValueError(f'config.evals: several {kind!r} evaluators with different options; keep one')
+  return specs[0] if specs else dict(EVALUATOR_DEFAULTS[kind])
+
+
+def knn_evaluator(config, workdir, vnet_variables, step):
+  """pretrain.EVALUATORS['knn'] (signature fn(config, workdir, vnet_variables, step)): kNN top-1 and R@k.
+
+  The V-Network is rebuilt from config.model (vnet, width, dtype); options from the config.evals entry.
+  """
+  del workdir, step
+  apply_fn = backbone_init.build_backbone(config, config.model.vnet, config.model.width).apply
+  return _evaluate_spec(config, _spec_of_type(config, 'knn'), vnet_variables, apply_fn)
+
+
+def linear_probe_evaluator(config, workdir, vnet_variables, step):
+  """pretrain.EVALUATORS['linear_probe']: linear-probe top-1 (same conventions as knn_evaluator)."""
+  del workdir, step
+  apply_fn = backbone_init.build_backbone(config, config.model.vnet, config.model.width).apply
+  return _evaluate_spec(config, _spec_of_type(config, 'linear_probe'), vnet_variables, apply_fn)
 
 
 # ------------------------------------------------------------------ modes

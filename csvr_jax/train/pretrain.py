@@ -21,7 +21,8 @@ from csvr_jax.train import steps as steps_lib
 # Evaluators during pretraining: config.evals.NAME = dict(type=TYPE, every_steps=N). TYPE -> 'module:function'
 # with signature fn(config, workdir, vnet_variables, step) -> {metric: scalar}. Downstream evaluators
 # register themselves here.
-EVALUATORS = {}
+EVALUATORS = {'knn': 'csvr_jax.train.evaluate:knn_evaluator',
+              'linear_probe': 'csvr_jax.train.evaluate:linear_probe_evaluator'}
 
 
 def total_steps_of(config, dataset_size):
