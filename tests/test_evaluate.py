@@ -232,6 +232,16 @@ def test_retrieval_and_linear_probe_modes_from_an_export(synth_dir, tmp_path):
   assert len(runs) == 1 and runs[0]['pretrain_step'] == 7 and runs[0]['epochs'] == 2
   assert runs[0]['metrics']['linear_probe/top1'] == p['linear_probe/top1']
   assert '| csvr | R3D-18 | synth | 2 | 16×16 | 4 |' in open(os.path.join(workdir, 'report.md')).read()
+  # init_from a torchvision-layout .npz: the same variables come back (round trip through torch_interop).
+  from csvr_jax.models import torch_interop
+  npz = str(tmp_path / 'r3d.npz')
+  torch_interop.save_state_dict(torch_interop.to_torchvision('r3d_18', variables), npz)
+  c.checkpoint.init_from = npz
+  _, loaded, meta = backbone_init.load_backbone(c)
+  assert meta['source'] == 'torchvision'
+  import jax
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, loaded['params']),
+               jax.tree.map(np.asarray, variables['params']))
   # The evaluator registry during pretraining, on the same data (features of the same network).
   c.evals.knn = dict(type='knn', every_steps=5)
   out = evaluate.run_evaluators(c, 10, variables, model.apply)

@@ -2,15 +2,14 @@
 
 * ''                      random initialisation (seed config.seed): the paper's "from scratch" baseline;
 * an export directory     csvr_jax.checkpoint.load_backbone_export (meta.json gives arch and width);
-* a torchvision .pth/.npz a torchvision video model's state_dict (.pth needs torch; .npz holds the same arrays,
-                          e.g. `np.savez(path, **{k: v.numpy() for k, v in sd.items()})`), converted with
-                          csvr_jax.models.torch_interop.from_torchvision (arch = config.model.vnet, width 1).
+* a torchvision .pth/.npz a torchvision video model's state_dict (.pth needs torch; .npz holds the same arrays),
+                          read by torch_interop.load_state_dict and converted with from_torchvision
+                          (arch = config.model.vnet, width 1; the classifier 'fc.*' is dropped).
 """
 import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from csvr_jax import checkpoint
 from csvr_jax import models
@@ -39,20 +38,6 @@ def init_backbone_variables(config, model, key):
   return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
-def _torchvision_state_dict(path):
-  if path.endswith('.npz'):
-    with np.load(path) as f:
-      return {k: f[k] for k in f.files}
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise ValueError(f'config.checkpoint.init_from={path}: reading .pth needs torch; convert it to .npz with '
-                     'np.savez(path, **{k: v.numpy() for k, v in state_dict.items()})') from None
-  sd = torch.load(path, map_location='cpu')
-  sd = sd.get('state_dict', sd) if isinstance(sd, dict) else sd
-  return {k: v.numpy() for k, v in sd.items()}
-
-
 def load_backbone(config, bn_axis_name=None):
   """(model, variables {'params', 'batch_stats'} as numpy/jax arrays, meta or None) from init_from.
 
@@ -72,7 +57,7 @@ def load_backbone(config, bn_axis_name=None):
     return model, {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}, meta
   if path.endswith(('.pth', '.pt', '.npz')) and os.path.isfile(path):
     from csvr_jax.models import torch_interop  # pylint: disable=g-import-not-at-top
-    variables = torch_interop.from_torchvision(config.model.vnet, _torchvision_state_dict(path))
+    variables = torch_interop.from_torchvision(config.model.vnet, torch_interop.load_state_dict(path))
     model = build_backbone(config, config.model.vnet, 1.0, bn_axis_name)
     meta = {'arch': config.model.vnet, 'width': 1.0, 'source': 'torchvision', 'step': None,
             'path': os.path.abspath(path)}
