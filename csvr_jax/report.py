@@ -247,9 +247,12 @@ def write_report(workdir):
   runs = load_results(workdir)['runs']
   written = []
   lines = ['# csvr_jax downstream results', '',
-           'Accuracies and recalls in %. Retrieval: test videos query the training videos by cosine similarity '
-           'of backbone features averaged over 10 clips; R@k counts a hit if any of the top k shares the class. '
-           'Action recognition: 10 clips x centre crop per test video, softmax averaged.', '']
+           'Accuracies and recalls in %. Every video is seen as config.data.num_eval_clips uniformly spaced clips '
+           '(10 in the paper) x centre crop. Retrieval: test videos query the training videos by cosine '
+           'similarity of the backbone features averaged over those clips; R@k counts a hit if any of the top k '
+           'shares the class. Action recognition (Top-1/Top-5): softmax averaged over the clips. Linear probe: '
+           'logistic regression on the frozen averaged features. kNN top-1: label of the nearest training video.',
+           '']
   for dataset in sorted({r['dataset'] for r in runs}):
     ds_runs = [r for r in runs if r['dataset'] == dataset]
     lines += [f'## {dataset}', '', results_table(ds_runs), '']
