@@ -185,3 +185,9 @@ def test_flops_match_torchvision(name, size):
 def test_flops_scale_with_frames_for_image_backbone():
   one, four = flops.backbone_flops('r2d_10', 1, 64, 0.5), flops.backbone_flops('r2d_10', 4, 64, 0.5)
   assert one[0] == four[0] and four[1] == 4 * one[1] > 0
+
+
+def test_too_small_input_is_clear():
+  model = models.get_video_backbone('c3d', width=TINY)
+  with pytest.raises(ValueError, match=r'c3d: input \(1, 8, 32, 32, 3\) is too small'):
+    jax.eval_shape(lambda x: model.init(jax.random.key(0), x, False), jnp.zeros((1, 8, 32, 32, 3)))

@@ -143,3 +143,11 @@ def maybe_remat(module_cls, remat):
 def global_pool(x):
   """Mean over all axes but batch and channels, accumulated in float32 -> (B, C) float32."""
   return jnp.mean(x.astype(jnp.float32), axis=tuple(range(1, x.ndim - 1)))
+
+
+def backbone_outputs(features, name, input_shape):
+  """{'pooled', 'features'}; an input too small for the network's downsampling is a one-line error."""
+  if 0 in features.shape:
+    raise ValueError(f'{name}: input {tuple(input_shape)} is too small (last feature map {features.shape}); '
+                     'use more frames or larger crops')
+  return {'pooled': global_pool(features), 'features': features}

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from csvr_jax.models.backbone_layers import batch_norm, conv, global_pool, max_pool, maybe_remat, scaled
+from csvr_jax.models.backbone_layers import backbone_outputs, batch_norm, conv, max_pool, maybe_remat, scaled
 from csvr_jax.models.video_backbones import RESNET_PLANES
 
 
@@ -43,6 +43,7 @@ class ResNet2D(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
+    shape = x.shape
     x = conv(scaled(64, self.width), (7, 7), (2, 2), (3, 3), name='stem_conv', dtype=self.dtype, impl='native')(x)
     x = batch_norm(train=train, name='stem_bn', dtype=self.dtype, axis_name=self.bn_axis_name)(x)
     x = max_pool(nn.relu(x), (3, 3), (2, 2), (1, 1))
@@ -53,4 +54,4 @@ class ResNet2D(nn.Module):
         stride = 2 if i > 0 and j == 0 else 1
         down = j == 0 and (stride != 1 or x.shape[-1] != planes)
         x = block(planes, stride, down, self.dtype, self.bn_axis_name, name=f'layer{i + 1}_{j}')(x, train)
-    return {'pooled': global_pool(x), 'features': x}
+    return backbone_outputs(x, f'resnet2d{self.blocks}', shape)

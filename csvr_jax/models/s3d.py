@@ -11,7 +11,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from csvr_jax.models.backbone_layers import ConvBNReLU, global_pool, max_pool, maybe_remat, scaled
+from csvr_jax.models.backbone_layers import ConvBNReLU, backbone_outputs, max_pool, maybe_remat, scaled
 
 S3D_BN = dict(bn_momentum=0.999, bn_epsilon=1e-3)
 # torchvision features index -> SepInceptionBlock3D(b0_out, b1_mid, b1_out, b2_mid, b2_out, b3_out); the
@@ -71,6 +71,7 @@ class S3D(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
+    shape = x.shape
     unit = functools.partial(ConvBNReLU, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
                              conv_impl=self.conv_impl, **S3D_BN)
     ch = lambda c: scaled(c, self.width)
@@ -85,4 +86,4 @@ class S3D(nn.Module):
       else:
         outs = tuple(ch(c) for c in S3D_INCEPTION[index])
         x = block(outs, self.dtype, self.bn_axis_name, self.conv_impl, name=f'f{index}')(x, train)
-    return {'pooled': global_pool(x), 'features': x}
+    return backbone_outputs(x, 's3d', shape)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from csvr_jax.models.backbone_layers import (ConvBNReLU, batch_norm, conv, global_pool, max_pool, maybe_remat,
+from csvr_jax.models.backbone_layers import (ConvBNReLU, backbone_outputs, batch_norm, conv, max_pool, maybe_remat,
                                              scaled)
 
 # arch -> (stem, conv type of layer1..layer4); torchvision.models.video.resnet.
@@ -75,6 +75,7 @@ class VideoResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
+    shape = x.shape
     stem, kinds = VIDEO_RESNETS[self.arch]
     make_conv = lambda *a, name: conv(*a, name=name, dtype=self.dtype, impl=self.conv_impl)
     make_bn = lambda name: batch_norm(train=train, name=name, dtype=self.dtype, axis_name=self.bn_axis_name)
@@ -93,7 +94,7 @@ class VideoResNet(nn.Module):
         down = j == 0 and (stride != 1 or x.shape[-1] != planes)
         x = block(planes, stride, kind, down, self.dtype, self.bn_axis_name, self.conv_impl,
                   name=f'layer{i + 1}_{j}')(x, train)
-    return {'pooled': global_pool(x), 'features': x}
+    return backbone_outputs(x, self.arch, shape)
 
 
 # VCOP's C3D (Xu et al. 2019): (name, channels, max-pool after it as (window, strides, padding) or None).
@@ -123,10 +124,11 @@ class C3D(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
+    shape = x.shape
     unit = maybe_remat(ConvBNReLU, self.remat)
     for name, channels, pool in C3D_LAYERS:
       x = unit(scaled(channels, self.width), (3, 3, 3), (1, 1, 1), (1, 1, 1), use_bias=True, dtype=self.dtype,
                bn_axis_name=self.bn_axis_name, conv_impl=self.conv_impl, name=name)(x, train)
       if pool is not None:
         x = max_pool(x, *pool)
-    return {'pooled': global_pool(x), 'features': x}
+    return backbone_outputs(x, 'c3d', shape)
