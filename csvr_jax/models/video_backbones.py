@@ -22,7 +22,7 @@ RESNET_PLANES = (64, 128, 256, 512)
 
 
 def midplanes(inplanes, planes):
-  """torchvision's R(2+1)D width: the (2+1)D pair has as many parameters as the full 3x3x3 conv it replaces."""
+  """torchvision's R(2+1)D width: the (2+1)D pair has about as many parameters as the 3x3x3 conv it replaces."""
   return (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
 
 
