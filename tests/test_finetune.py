@@ -47,13 +47,15 @@ def _config(dataset_dir, steps, lr=0.05):
 def test_finetune_learns_and_resumes(synth_dir, tmp_path):
   workdir = str(tmp_path)
   first = finetune.run(_config(synth_dir, steps=15), workdir)
-  assert os.path.isdir(os.path.join(workdir, 'finetune', 'checkpoints', '15'))
+  ft_dir = finetune.run_dir(_config(synth_dir, steps=15), workdir)
+  assert os.path.basename(ft_dir).startswith('synth_actions_scratch_')
+  assert os.path.isdir(os.path.join(ft_dir, 'checkpoints', '15'))
   # Resume in the same workdir and train 20 more steps at a lower rate (a manual step decay, so that the
   # BatchNorm running statistics settle); evaluate on the classes' training videos: "beats chance".
   c = _config(synth_dir, steps=35, lr=0.01)
   c.data.eval_split = 'train'
   out = finetune.run(c, workdir)
-  lines = [json.loads(l) for l in open(os.path.join(workdir, 'finetune', 'metrics.jsonl'))]
+  lines = [json.loads(l) for l in open(os.path.join(ft_dir, 'metrics.jsonl'))]
   steps = [l['step'] for l in lines if 'finetune/loss' in l]
   losses = [l['finetune/loss'] for l in lines if 'finetune/loss' in l]
   assert steps == [5, 10, 15, 20, 25, 30, 35]  # the second run started at step 16
@@ -66,5 +68,5 @@ def test_finetune_learns_and_resumes(synth_dir, tmp_path):
   assert set(results['runs'][0]['per_class_accuracy']['finetune']) == {'Walk', 'Run', 'Jump'}
   assert results['runs'][0]['metrics']['finetune/top1'] == out['finetune/top1']
   assert os.path.exists(os.path.join(workdir, 'per_class_synth_actions.png'))
-  conf = json.load(open(os.path.join(workdir, 'finetune', 'confusion.json')))
+  conf = json.load(open(os.path.join(ft_dir, 'confusion.json')))
   assert conf['classes'] == ['Walk', 'Run', 'Jump'] and np.sum(conf['confusion']) == 18

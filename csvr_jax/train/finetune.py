@@ -7,11 +7,11 @@ baseline; see backbone_init.py), fresh classifier with dropout `model.dropout` (
 parameter), lr = `finetune.lr_per_sample` x `finetune.batch_size` with the `optim.schedule` (cosine) over the run;
 the four augmentations (random resized crop + flip on the host, colour jitter + blur on the device).
 Data parallel over the mesh axis 'data' with shard_map as in pretraining (BN statistics over the global batch
-when `model.sync_bn`). Checkpoints (state + data iterator + config) in workdir/finetune/checkpoints every
+when `model.sync_bn`). Checkpoints (state + data iterator + config) in `run_dir(config, workdir)`/checkpoints every
 `checkpoint.every_steps`, at the end and on SIGTERM; rerunning the command resumes.
 
 Test protocol: `data.num_eval_clips` (10) clips x centre crop per test video, softmax averaged per video,
-video-level top-1 / top-5, per-class accuracy and confusion matrix (workdir/finetune/confusion.json); the
+video-level top-1 / top-5, per-class accuracy and confusion matrix (run_dir/confusion.json); the
 numbers merge into workdir/results.json and report.md.
 
 Choices: steps = `finetune.total_steps` if > 0, else `finetune.epochs` x (train videos // batch) (one random
@@ -19,8 +19,10 @@ clip per video per epoch); colour augmentation keys are per sample (fold_in of t
 keys per device.
 """
 import functools
+import hashlib
 import json
 import os
+import re
 
 import flax
 import jax
@@ -163,6 +165,15 @@ def _dataset(config):
   return pipeline, names, num_train
 
 
+def run_dir(config, workdir):
+  """workdir/finetune/<dataset>_<method>_<hash of init_from>: runs from different backbones (or on different
+  datasets) sharing a workdir keep separate checkpoints; rerunning the same command resumes its own."""
+  init = config.checkpoint.init_from
+  digest = hashlib.sha1((os.path.abspath(init) if init else 'random_init').encode()).hexdigest()[:8]
+  name = f'{report.dataset_name(config.data.dataset_dir)}_{config.eval.method_name or "run"}_{digest}'
+  return os.path.join(workdir, FINETUNE_DIR, re.sub(r'[^A-Za-z0-9_.-]+', '_', name))
+
+
 def total_steps(config, num_train):
   if config.finetune.total_steps > 0:
     return config.finetune.total_steps
@@ -200,7 +211,7 @@ def train(config, workdir):
                    compiler_options=parallel.compiler_options(config))
 
   # ---------------------------------------------------------------- restore
-  ft_dir = os.path.join(workdir, FINETUNE_DIR)
+  ft_dir = run_dir(config, workdir)
   ckpt = checkpoint.TrainCheckpointer(ft_dir, config.checkpoint.keep)
   if ckpt.latest_step() is not None:
     state = ckpt.restore(checkpoint.abstract_like(state), data_iter)
@@ -239,7 +250,7 @@ def run(config, workdir):
   if trained is None:
     return None
   state, backbone, classifier, mesh, meta, names = trained
-  ft_dir = os.path.join(workdir, FINETUNE_DIR)
+  ft_dir = run_dir(config, workdir)
   test_batches, num_test = evaluate.eval_batches(config, config.data.dataset_dir, config.data.eval_split, mesh)
   m = evaluate_classifier(config, state, backbone, classifier, mesh, test_batches, num_test,
                           config.finetune.num_classes)
