@@ -116,3 +116,18 @@ def test_default_xla_flags_append_but_never_override():
   env = {'XLA_FLAGS': '--xla_gpu_force_conv_nhwc=false'}
   assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=false'
   assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=false'  # idempotent
+
+
+def test_pretrain_bench_batch_follows_the_contract():
+  from csvr_jax.benchmarks import pretrain_bench
+  c = pretrain_bench.pretrain_config('r2plus1d_18', batch=4, frames=8, crop=32, width=0.25, dtype='float32',
+                                     gan_update='alternating', remat=False)
+  assert (c.model.vnet, c.train.batch_size, c.data.clip_len, c.data.future_len, c.gan_update) == (
+      'r2plus1d_18', 4, 8, 8, 'alternating')
+  assert [s.name for s in c.train.stages] == ['pose', 'context', 'video_warmup', 'joint']
+  b = pretrain_bench.synthetic_batch(c)
+  m = c.data.max_iframes
+  assert b['clip'].shape == b['future_clip'].shape == (4, 8, 32, 32, 3) and b['clip'].dtype.name == 'uint8'
+  assert b['iframes'].shape == (4, m, 32, 32, 3) and b['iframe_mask'].dtype == bool
+  assert b['iframe_mask'][:, 0].all() and not b['iframe_mask'][:, -1].any()
+  assert b['pose_in'].shape == (4, 8, 18, 2) and b['pose_gt_conf'].shape == (4, 8, 18)

@@ -9,7 +9,8 @@ program for one-stage OSGAN; a D step then a G step for alternating with n_criti
 per-branch breakdown. The batch follows the pretrain batch contract (csvr_jax/data/pipeline.py) with random
 uint8 pixels and poses; it stays on the device, so the numbers exclude the input pipeline.
 
-MFU counts the model's useful FLOPs, the same for both modes (csvr_jax/benchmarks/branch_flops.py): per clip
+Every result also carries XLA's memory plan of each program (`xla_memory`: arguments, outputs, temporaries)
+and its convolution custom calls. MFU counts the model's useful FLOPs, the same for both modes (csvr_jax/benchmarks/branch_flops.py): per clip
 vnet, inet (all I-frames), the heads, pose_g, integration and each video generator once, each discriminator
 twice (real and fake), backward = 2x forward. The gradient penalty's extra passes and the alternating mode's
 second generator forward are overhead, not counted.
@@ -21,6 +22,8 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from csvr_jax.benchmarks import xla_report
 
 
 
@@ -93,28 +96,44 @@ def _time(run_one, steps, warmup, repeats):
 
 
 def bench_stage(fns, state, batch, mode, stage_name):
-  """Compiles and times one stage's step in one mode -> result dict (the state is donated and threaded)."""
-  holder = {'state': state, 'step': 0}
+  """Compiles and times one stage's step in one mode -> (result dict, state); the state is donated.
+
+  The programs `StepFns.train_step` dispatches (one_stage_step; or d_step then g_step, n_critic=1) are compiled
+  ahead of time and called in the same order, so XLA's memory plan and convolution layouts come from the very
+  executables that are timed (no second compile).
+  """
+  names = ['one_stage_step'] if mode == 'one_stage' else ['d_step', 'g_step']
+  r = dict(what='pretrain_step', stage=stage_name, gan_update=mode)
+  t0 = time.perf_counter()
+  compiled = {n: getattr(fns, n).lower(state, batch).compile() for n in names}
+  r['compile_s'] = time.perf_counter() - t0
+  r['xla_flops'], r['xla_memory'], convs = 0.0, {}, {}
+  for n, c in compiled.items():
+    rep = steps_report(c)
+    r['xla_flops'] += rep.get('xla_flops', 0.0)
+    r['xla_memory'][n] = rep.get('xla_memory')
+    for k, v in xla_report.hlo_summary(c.as_text())['conv_custom_calls'].items():
+      convs[k] = convs.get(k, 0) + v
+  r['hlo'] = {'conv_custom_calls': convs}
+  holder = {'state': state}
 
   def run_one():
-    holder['state'], metrics = fns.train_step(holder['state'], batch, holder['step'])
-    holder['step'] += 1
-    return holder['state'], metrics
+    s, metrics = holder['state'], {}
+    for n in names:
+      s, m = compiled[n](s, batch)
+      metrics.update(m)
+    holder['state'] = s
+    return s, metrics
 
-  r = dict(what='pretrain_step', stage=stage_name, gan_update=mode)
-  programs = [fns.one_stage_step] if mode == 'one_stage' else [fns.d_step, fns.g_step]
-  flops = 0.0
-  for prog in programs:  # XLA's FLOP count of the lowered programs (lowering only: no second compile)
-    cost = prog.lower(holder['state'], batch).cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops += float(cost.get('flops', 0.0)) if cost else 0.0
-  r['xla_flops'] = flops
-  t0 = time.perf_counter()
-  jax.block_until_ready(run_one())
-  r['compile_s'] = time.perf_counter() - t0  # the first call: compilation plus one step
-  sec, windows = _time(run_one, FLAGS.steps, FLAGS.warmup, FLAGS.repeats)
+  sec, windows = _time(run_one, FLAGS.steps, max(FLAGS.warmup, 1), FLAGS.repeats)
   r.update(ms_per_step=1e3 * sec, ms_per_step_windows=[1e3 * w for w in windows])
   return r, holder['state']
+
+
+def steps_report(compiled):
+  """XLA's FLOP count and memory plan of one compiled program (csvr_jax.benchmarks.steps.compile_report)."""
+  from csvr_jax.benchmarks import steps  # pylint: disable=import-outside-toplevel  # steps imports this module
+  return steps.compile_report(compiled)
 
 
 def bench_pretrain(arch):
