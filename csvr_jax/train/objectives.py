@@ -176,8 +176,9 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage):
       w = jnp.repeat(valid.astype(jnp.float32), 2, axis=-1)
       # D sees the fake with the real future's missing joints zeroed, as the real one has them.
       fakes['pose'], reals['pose'], conds['pose'] = p_gen * w, inputs['pose_gt'] * w, inputs['pose_in']
-      mse = jnp.sum(w * jnp.square(p_gen - inputs['pose_gt'])) / jnp.maximum(jnp.sum(w), 1.0)
-      metrics.update({'pose/l2': l2, 'pose/mse': pmean(mse)})
+      sq = jax.lax.psum(jnp.sum(w * jnp.square(p_gen - inputs['pose_gt'])), AXIS)
+      mse = sq / jnp.maximum(jax.lax.psum(jnp.sum(w), AXIS), 1.0)  # over the valid coordinates of the global batch
+      metrics.update({'pose/l2': l2, 'pose/mse': mse})
 
   if 'video' in ls:
     f_i = run('integration', f_s, f_d)

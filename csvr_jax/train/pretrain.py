@@ -115,7 +115,6 @@ def train(config, workdir, data_iter, total_steps, init_variables=None):
   preempt = checkpoint.PreemptionFlag()
   note = lambda: (f'last good checkpoint: step {ckpt.latest_step()} in {ckpt.directory}'
                   if ckpt.latest_step() is not None else 'no checkpoint was written')
-  pending = None  # (step, metrics on device) not yet checked / written
   try:
     while step < total_steps:
       stage = steps_lib.stage_at(stages, step)
@@ -136,7 +135,8 @@ def train(config, workdir, data_iter, total_steps, init_variables=None):
                                                                        step).items()})
       if is_save:
         ckpt.save(step, state, data_iter, config)
-      elif preempt.any_process():
+      elif (jax.process_count() == 1 or step % config.logging.log_every_steps == 0) and preempt.any_process():
+        # (with several processes the flag is a collective: polled at log steps only, all processes agree)
         host = jax.device_get(step_metrics)
         metrics_lib.check_finite(step, host, note())
         ckpt.save(step, state, data_iter, config)

@@ -101,7 +101,10 @@ def create_state(init_variables, optimizers, rng, sharding=None, compiler_option
                       opt_state=opt_state, rng=run_key)
 
   abstract = jax.eval_shape(init, rng)
-  out_shardings = None if sharding is None else jax.tree.map(lambda _: sharding, abstract)
+  # Spell the replicated spec per rank, P(None, ...), as the shard_map'd steps return it: an initial state
+  # with P() would differ from the steps' outputs and compile every step twice.
+  full_rank = lambda x: jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*[None] * x.ndim))
+  out_shardings = None if sharding is None else jax.tree.map(full_rank, abstract)
   state = jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)(rng)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
   return state, abstract

@@ -94,7 +94,9 @@ def _merge(params, sub):
 
 def _sync_batch_stats(new_bs, config):
   """Without synced BN the per-device running statistics differ: average them (replicated state)."""
-  return new_bs if config.model.sync_bn else jax.tree.map(objectives.pmean, new_bs)
+  if config.model.sync_bn:
+    return new_bs
+  return jax.tree.map(lambda x: objectives.pmean(x) if jnp.issubdtype(x.dtype, jnp.floating) else x, new_bs)
 
 
 def _grad_norms(grads):
@@ -216,13 +218,15 @@ class StepFns:
     return state, metrics
 
   def samples(self, state, batch):
-    """Real vs generated frames and poses of the first local sample (for image logging), jitted per stage."""
+    """Real vs generated frames and poses of the global batch's first sample, replicated on every device (so
+    any process can read it), for image logging; jitted once per stage."""
     if not hasattr(self, '_samples'):
       def fn(state, batch):
         _, _, _, (fakes, reals, inputs) = self.g_grads(state, batch, ())
-        first = lambda t: {k: v[:1] for k, v in t.items()}
+        first = lambda t: {k: jax.lax.all_gather(v[:1], parallel.DATA, tiled=True, to='invarying')[:1]
+                           for k, v in t.items()}
         return first(fakes), first(reals), first({k: inputs[k] for k in ('pose_gt_conf',)})
       self._samples = jax.jit(parallel.data_parallel(fn, self.mesh, (parallel.REPLICATED, parallel.BATCH),
-                                                     parallel.BATCH),
+                                                     parallel.REPLICATED),
                               compiler_options=parallel.compiler_options(self.config))
     return self._samples(state, batch)
