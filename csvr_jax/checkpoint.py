@@ -135,18 +135,23 @@ class PreemptionFlag:
 
 
 def read_checkpoint_item(workdir, item='state', step=None):
-  """Restores one item of a training checkpoint without knowing its structure (numpy leaves) -> (tree, step)."""
+  """Restores one item of a training checkpoint as numpy, on any device topology (a run saved on 4 devices
+  of 2 hosts exports on a laptop) -> (tree, step)."""
   directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'{directory} not found: no training checkpoint in this workdir (run --mode=pretrain)')
-  handler = ocp.JsonCheckpointHandler() if item == 'config' else ocp.StandardCheckpointHandler()
-  with ocp.CheckpointManager(directory, item_handlers={item: handler},
-                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
     step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f'{directory} holds no complete checkpoint')
-    args = ocp.args.JsonRestore() if item == 'config' else ocp.args.StandardRestore()
-    return manager.restore(step, args=ocp.args.Composite(**{item: args}))[item], step
+  if step is None:
+    raise FileNotFoundError(f'{directory} holds no complete checkpoint')
+  path = os.path.join(directory, str(step), item)
+  if item == 'config':
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+      return ckptr.restore(path), step
+  with ocp.PyTreeCheckpointer() as ckptr:
+    tree = ckptr.metadata(path).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy)), step
 
 
 def export_mode(config, workdir):
