@@ -1,0 +1,169 @@
+"""The pretraining engine: stages, one-stage == alternating gradients, 8 devices == 1 device, end to end,
+compile once per stage, NaN stop, export."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import base
+from csvr_jax import checkpoint
+from csvr_jax import metrics
+from csvr_jax import parallel
+from csvr_jax.train import networks
+from csvr_jax.train import pretrain
+from csvr_jax.train import state as state_lib
+from csvr_jax.train import steps as steps_lib
+import pretrain_fixtures as fx  # tests/ is on sys.path (pytest rootdir-less import mode)
+
+
+@pytest.fixture(scope='module')
+def engine():
+  c = fx.tiny_config()
+  nets = networks.Networks(c)
+  return c, nets, fx.fast_init(nets)
+
+
+def _state(c, nets, init, mesh):
+  opt = state_lib.make_optimizers(c, c.train.total_steps)
+  st, _ = state_lib.create_state(init, opt, jax.random.PRNGKey(0), parallel.replicated(mesh))
+  return st, opt
+
+
+def test_resolve_stages_paper_schedule_and_ablations():
+  c = base.get_config()
+  c.train.stages = base.paper_stages(branch_steps=10, joint_steps=-1)
+  stages = steps_lib.resolve_stages(c, 100)
+  assert [(s.name, s.start, s.end) for s in stages] == [('pose', 0, 10), ('context', 10, 20),
+                                                         ('video_warmup', 20, 30), ('joint', 30, 100)]
+  assert stages[2].losses == {'video': ('rec', 'pred')}
+  assert 'vnet' not in stages[2].trainable and 'video_d_rec' in stages[2].d_names
+  c.loss.branches = ('context', 'video')
+  c.loss.video_targets = 'prediction'
+  stages = steps_lib.resolve_stages(c, 100)
+  assert [s.name for s in stages] == ['context', 'video_warmup', 'joint']
+  assert stages[-1].losses == {'context': (), 'video': ('pred',)}
+  assert 'pose_d' not in stages[-1].trainable and 'video_g_rec' not in stages[-1].trainable
+  assert 'pose_g' in stages[-1].trainable  # f_d still comes from the pose encoder
+  c.loss.branches = ('pose', 'context', 'video')
+  c.train.stages = (base.stage('a', 10, ['pose'], ['pose_g']),)
+  with pytest.raises(ValueError, match='cover 10 steps but the run has 100'):
+    steps_lib.resolve_stages(c, 100)
+  c.train.stages = (base.stage('a', -1, ['posture'], ['pose_g']),)
+  with pytest.raises(ValueError, match=r"stages\[0\] \(a\): unknown loss 'posture'"):
+    steps_lib.resolve_stages(c, 100)
+
+
+def test_bad_crop_is_one_line():
+  c = fx.tiny_config()
+  c.data.crop_size = 40
+  with pytest.raises(ValueError, match='config.data.crop_size=40'):
+    networks.Networks(c)
+
+
+def test_one_stage_and_alternating_give_the_same_gradients(engine):
+  c, nets, init = engine
+  mesh = parallel.make_mesh(c)
+  st, opt = _state(c, nets, init, mesh)
+  stage = steps_lib.resolve_stages(c, c.train.total_steps)[0]
+  fns = steps_lib.StepFns(nets, c, stage, opt, mesh)
+  batch = parallel.host_to_global(fx.random_batch(c), mesh)
+  g1, d1 = jax.device_get(fns.grads_fn['one_stage'](st, batch))
+  g2, d2 = jax.device_get(fns.grads_fn['alternating'](st, batch))
+  assert set(g1) == {'vnet', 'inet', 'heads', 'pose_g', 'integration', 'video_g_rec', 'video_g_pred'}
+  assert set(d1) == {'pose_d', 'video_d_rec', 'video_d_pred'}
+  for a, b in ((g1, g2), (d1, d2)):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), a, b)
+  # The adversarial term really reaches the generators: their gradient is not the L2 term's alone.
+  assert float(state_lib.global_norm(g1['video_g_rec'])) > 0
+
+
+def test_eight_devices_match_one_device(engine):
+  c, nets, init = engine
+  batches = [fx.random_batch(c, seed) for seed in range(3)]
+  results = []
+  for devices in (jax.devices(), jax.devices()[:1]):
+    mesh = parallel.make_mesh(c, devices)
+    st, opt = _state(c, nets, init, mesh)
+    fns = steps_lib.StepFns(nets, c, steps_lib.resolve_stages(c, 4)[0], opt, mesh)
+    losses = []
+    for i, b in enumerate(batches):
+      st, m = fns.train_step(st, parallel.host_to_global(b, mesh), i)
+      losses.append(jax.device_get(m))
+    results.append((losses, jax.device_get((st.params, st.batch_stats))))
+  (l8, p8), (l1, p1) = results
+  for a, b in zip(l8, l1):
+    assert a.keys() == b.keys() and 'video_pred/d_loss' in a
+    for k in a:
+      np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5, err_msg=k)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), p8, p1)
+  assert l8[-1]['total/loss'] != l8[0]['total/loss']
+
+
+@pytest.fixture(scope='module')
+def dataset_dir(tmp_path_factory):
+  return fx.write_toy_dataset(tmp_path_factory.mktemp('toy'))
+
+
+def _loader(c):
+  loader, size = pretrain.make_loader(c)
+  return iter(loader), size
+
+
+def test_end_to_end_two_stages_compile_once_then_export(engine, dataset_dir, tmp_path):
+  _, nets, init = engine
+  c = fx.two_stage(fx.tiny_config(dataset_dir))
+  it, size = _loader(c)
+  assert size == 8
+  state, fns = pretrain.train(c, str(tmp_path), it, 4, init_variables=init)
+  assert int(state.step) == 4
+  assert sorted(fns) == ['branches', 'joint']
+  for f in fns.values():
+    assert f.one_stage_step._cache_size() == 1  # one compile per stage, none per step
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert [l['step'] for l in lines] == [1, 2, 3, 4]
+  assert 'video_rec/l2' not in lines[1] and 'video_rec/l2' in lines[2] and 'context/top1' in lines[3]
+  assert all(np.isfinite(v) for l in lines for v in l.values())
+  assert (tmp_path / 'images' / 'pose_real_vs_predicted_00000002.png').exists()
+  assert (tmp_path / 'images' / 'video_real_vs_generated_00000004.png').exists()
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+  saved, step = checkpoint.read_checkpoint_item(str(tmp_path))
+  assert step == 4
+  np.testing.assert_array_equal(saved['params']['vnet']['stem_conv']['kernel'],
+                                np.asarray(state.params['vnet']['stem_conv']['kernel']))
+  variables, meta = checkpoint.load_backbone_export(checkpoint.export_mode(c, str(tmp_path)))
+  assert meta['step'] == 4 and meta['crop_size'] == 32
+  assert variables['batch_stats']['stem_bn']['mean'].shape == state.batch_stats['vnet']['stem_bn']['mean'].shape
+
+
+class _PoisonAt:
+  """Passes batches through; from batch `at` on, the poses are NaN (a corrupt record)."""
+
+  def __init__(self, it, at):
+    self.it, self.at, self.n = it, at, 0
+
+  def __next__(self):
+    batch = next(self.it)
+    self.n += 1
+    if self.n >= self.at:
+      batch = dict(batch, pose_in=np.full_like(batch['pose_in'], np.nan))
+    return batch
+
+  def get_state(self):
+    return self.it.get_state()
+
+  def set_state(self, s):
+    self.it.set_state(s)
+
+
+def test_nan_stops_with_loss_and_step_and_keeps_last_good_checkpoint(engine, dataset_dir, tmp_path):
+  _, _, init = engine
+  c = fx.tiny_config(dataset_dir)
+  c.logging.image_every_steps = 1000
+  it, _ = _loader(c)
+  with pytest.raises(metrics.NonFiniteLossError, match=r'pose/\w+ is nan at step 3.*last good checkpoint: step 2'):
+    pretrain.train(c, str(tmp_path), _PoisonAt(it, 3), 4, init_variables=init)
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']
+  saved, _ = checkpoint.read_checkpoint_item(str(tmp_path))
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved['params']))
