@@ -1,0 +1,86 @@
+"""Real processes: kill -9 between checkpoints + rerun == uninterrupted (bitwise); two jax.distributed CPU
+processes (gloo) train in lockstep and hold identical parameters. Compiled steps are shared between the
+subprocesses through a persistent compilation cache."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pretrain_fixtures as fx  # tests/ is on sys.path (pytest rootdir-less import mode)
+from csvr_jax import checkpoint
+
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrain_driver.py')
+TIMEOUT = 900
+
+
+@pytest.fixture(scope='module')
+def env_and_data(tmp_path_factory):
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0', JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  env.pop('XLA_FLAGS', None)
+  return env, fx.write_toy_dataset(tmp_path_factory.mktemp('toy'))
+
+
+def _drive(env, *args, check=True):
+  p = subprocess.run([sys.executable, DRIVER, *map(str, args)], env=env, capture_output=True, text=True,
+                     timeout=TIMEOUT)
+  if check and p.returncode:
+    raise AssertionError(f'driver {args[0]} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
+  return p
+
+
+def _final_params(workdir):
+  state, step = checkpoint.read_checkpoint_item(str(workdir))
+  return state['params'], step
+
+
+def test_kill9_between_checkpoints_then_rerun_is_bitwise_equal(env_and_data, tmp_path):
+  env, data = env_and_data
+  _drive(env, 'run', tmp_path / 'straight', data)
+  killed = _drive(env, 'kill', tmp_path / 'resumed', data, check=False)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path / 'resumed' / 'checkpoints')) == ['2']
+  rerun = _drive(env, 'run', tmp_path / 'resumed', data)
+  assert 'resumed from step 2' in rerun.stdout
+  want, want_step = _final_params(tmp_path / 'straight')
+  got, got_step = _final_params(tmp_path / 'resumed')
+  assert want_step == got_step == 4
+  flat = lambda t: {'/'.join(map(str, k)): v for k, v in _flatten(t)}
+  w, g = flat(want), flat(got)
+  assert w.keys() == g.keys()
+  for k in w:
+    np.testing.assert_array_equal(w[k], g[k], err_msg=k)
+
+
+def _flatten(tree, prefix=()):
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _flatten(v, prefix + (k,))
+  else:
+    yield prefix, np.asarray(tree)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_hold_identical_params(env_and_data, tmp_path):
+  env, data = env_and_data
+  port = _free_port()
+  procs = [subprocess.Popen([sys.executable, DRIVER, 'dist', str(tmp_path), data, str(pid), str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+  outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, f'{out[-2000:]}\n{err[-3000:]}'
+    assert 'driver: done at step 2' in out
+  a, b = (np.load(tmp_path / f'params_{pid}.npz') for pid in (0, 1))
+  assert a.files == b.files and len(a.files) > 50
+  for k in a.files:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  _, step = _final_params(tmp_path)
+  assert step == 2
