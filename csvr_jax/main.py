@@ -80,9 +80,25 @@ def main(argv):
             f'batch={config.train.batch_size} dataset_dir={config.data.dataset_dir or "-"}')
       return
     run(config, FLAGS.workdir)
-  except UserError as e:
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_user_facing(e):
+      raise  # a bug: keep the traceback
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+
+
+def is_user_facing(e):
+  """Errors whose one-line message is the whole story: bad mode, config, data or a diverged run.
+
+  Library code raises ValueError / FileNotFoundError with messages naming the config key ('config.x=...') or
+  the file; the parallel and metrics modules have their own error types (imported lazily: they import JAX).
+  """
+  if isinstance(e, (UserError, FileNotFoundError)):
+    return True
+  names = {c.__name__ for c in type(e).__mro__}
+  if names & {'ParallelConfigError', 'NonFiniteLossError'}:
+    return True
+  return isinstance(e, ValueError) and str(e).startswith('config.')
 
 
 if __name__ == '__main__':
