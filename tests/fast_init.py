@@ -9,9 +9,9 @@ import jax
 import numpy as np
 
 
-def fast_variables(module, *args, seed=0, **kwargs):
-  """Variables shaped like `module.init(key, *args, **kwargs)`; kernels ~ N(0, 1/fan_in), biases ~ N(0, .1^2)."""
-  shapes = jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a, **kwargs), *args)
+def fill_like(shapes, seed=0):
+  """numpy values for a tree of ShapeDtypeStructs of flax variables: kernels ~ N(0, 1/fan_in), biases and
+  scales ~ N(0, .1^2), BatchNorm running mean 0 and variance 1."""
   rng = np.random.default_rng(seed)
 
   def fill(path, leaf):
@@ -23,3 +23,8 @@ def fast_variables(module, *args, seed=0, **kwargs):
     return (0.1 * rng.normal(size=leaf.shape)).astype(leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def fast_variables(module, *args, seed=0, **kwargs):
+  """Variables shaped like `module.init(key, *args, **kwargs)`, filled by `fill_like` (no compiled initialiser)."""
+  return fill_like(jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a, **kwargs), *args), seed)

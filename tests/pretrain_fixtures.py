@@ -1,5 +1,4 @@
 """Shared pieces of the pretraining tests (also imported by their subprocess drivers)."""
-import math
 import os
 
 import jax
@@ -8,6 +7,7 @@ import simplejpeg
 
 from configs import base
 from csvr_jax.data import records
+import fast_init as fast_init_lib  # tests/ is on sys.path (pytest, and the drivers' own folder)
 
 H, W = 40, 48
 
@@ -44,18 +44,7 @@ def fast_init(nets, seed=0):
   (Compiling flax's random initialisers costs ~1-2 s per parameter shape on the CI CPU; the engine tests need
   finite, fan-in-scaled weights, not flax's exact distributions.) Returns a traceable key -> variables.
   """
-  shapes = jax.eval_shape(nets.init, jax.random.PRNGKey(0))
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if 'batch_stats' in name:
-      return np.ones(leaf.shape, leaf.dtype) if "'var'" in name else np.zeros(leaf.shape, leaf.dtype)
-    if leaf.ndim >= 2:
-      return (rng.normal(size=leaf.shape) / math.sqrt(math.prod(leaf.shape[:-1]))).astype(leaf.dtype)
-    return (0.1 * rng.normal(size=leaf.shape)).astype(leaf.dtype)
-
-  host = jax.tree_util.tree_map_with_path(fill, shapes)
+  host = fast_init_lib.fill_like(jax.eval_shape(nets.init, jax.random.PRNGKey(0)), seed)
   return lambda key: host
 
 

@@ -119,7 +119,7 @@ def eval_batches(config, dataset_dir, split, mesh):
   """(evaluation loader of this process, number of videos) for `split`, batch config.eval.batch_size."""
   from csvr_jax.data import pipeline  # deferred: the Grain/TFDS stack is only needed here
   parallel.check_global_batch(config.eval.batch_size, mesh, 'config.eval.batch_size')
-  num_videos = len(pipeline._open(dataset_dir, split)[0])  # pylint: disable=protected-access
+  num_videos = pipeline.split_size(dataset_dir, split)
   loader = pipeline.eval_loader(config.data, dataset_dir, split, parallel.local_batch_size(config.eval.batch_size))
   return loader, num_videos
 

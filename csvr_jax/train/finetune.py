@@ -38,6 +38,7 @@ from csvr_jax.data import augment
 from csvr_jax.models import heads
 from csvr_jax.train import backbone_init
 from csvr_jax.train import evaluate
+from csvr_jax.train import state as state_lib
 
 FINETUNE_DIR = 'finetune'
 
@@ -53,17 +54,7 @@ class FinetuneState:
 
 def learning_rate_fn(config, total_steps):
   """step -> lr: finetune.lr_per_sample x finetune.batch_size, optional warmup, then optim.schedule."""
-  base = config.finetune.lr_per_sample * config.finetune.batch_size
-  warmup = config.optim.warmup_steps
-  if config.optim.schedule == 'cosine':
-    decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
-  elif config.optim.schedule == 'constant':
-    decay = optax.constant_schedule(base)
-  else:
-    raise ValueError(f'config.optim.schedule: unknown {config.optim.schedule!r}; choose constant | cosine')
-  if warmup <= 0:
-    return decay
-  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+  return state_lib.lr_schedule(config, config.finetune.lr_per_sample * config.finetune.batch_size, total_steps)
 
 
 def make_optimizer(config, total_steps):
@@ -161,7 +152,7 @@ def _dataset(config):
   if names is not None and len(names) != config.finetune.num_classes:
     raise ValueError(f'config.finetune.num_classes={config.finetune.num_classes} but {d.dataset_dir} has '
                      f'{len(names)} classes')
-  num_train = len(pipeline._open(d.dataset_dir, d.train_split)[0])  # pylint: disable=protected-access
+  num_train = pipeline.split_size(d.dataset_dir, d.train_split)
   return pipeline, names, num_train
 
 

@@ -29,9 +29,8 @@ class TrainState:
   rng: jax.Array         # uint32 (2,) raw key; per step: fold_in(rng, step)
 
 
-def learning_rate_fn(config, total_steps):
-  """step -> lr of the encoders / generators: lr_per_sample * global batch, warmup, constant or cosine."""
-  base = config.optim.lr_per_sample * config.train.batch_size
+def lr_schedule(config, base, total_steps):
+  """step -> lr: linear warmup (config.optim.warmup_steps) from 0 to `base`, then config.optim.schedule."""
   warmup = config.optim.warmup_steps
   if config.optim.schedule == 'constant':
     decay = optax.constant_schedule(base)
@@ -42,6 +41,11 @@ def learning_rate_fn(config, total_steps):
   if warmup <= 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+
+
+def learning_rate_fn(config, total_steps):
+  """step -> lr of the encoders / generators: lr_per_sample * global batch, warmup, constant or cosine."""
+  return lr_schedule(config, config.optim.lr_per_sample * config.train.batch_size, total_steps)
 
 
 def _direction(config, is_disc):
