@@ -83,6 +83,18 @@ def test_pretrain_fields(dataset_dir):
   assert (batch['pose_in'][valid] >= 0).all() and (batch['pose_in'][valid] <= 1).all()
 
 
+def test_serialized_records_give_the_batches_of_decoded_records(dataset_dir):
+  # The loaders read a folder's records serialized and parse them lazily; in-memory decoded records (TFDS's
+  # full decode) must give identical batches.
+  c = _config()
+  for split, make in [('train', lambda d: pipeline.pretrain_loader(c, d, 'train', 3, seed=2, shard_index=0,
+                                                                    shard_count=1)),
+                      ('test', lambda d: pipeline.eval_loader(c, d, 'test', 4, shard_index=0, shard_count=1))]:
+    src = records.open_split(dataset_dir, split)
+    decoded = [src[i] for i in range(len(src))]
+    _assert_batches_equal(_take(iter(make(dataset_dir)), 3), _take(iter(make(decoded)), 3))
+
+
 def test_finetune_fields(dataset_dir):
   batch = next(iter(pipeline.finetune_loader(_config(), dataset_dir, 'train', 3, seed=1, shard_index=0,
                                              shard_count=1)))

@@ -33,9 +33,10 @@ each host's batch into one global jax.Array sharded along the batch axis. `split
 the number of videos (for epoch lengths and `eval_batches_per_host`).
 
 Throughput (python -m csvr_jax.bench --what=pipeline; records prepared as data_prep.build does, 180 frames of
-128x170 JPEG q90 per video): ~80 pretraining samples/s per core on an idle 16-core host (~60 on the busy 2-core
-dev VM), 7.6x (5.6x) the naive per-sample PyAV decode; 8 worker processes gave ~790 samples/s. Per sample the
-cost is reading the whole video record (~4 ms) + decoding the ~34 sampled JPEGs (~0.16 ms each) + cropping.
+128x170 JPEG q90 per video): see README. Per sample, CPU time on the dev VM splits into decoding the ~34
+sampled JPEGs (~45%), crop + resize + flip (~17%), reading the serialized record (~0.5-1 ms, ~10%), parsing
+only the fields and frames it uses (records.SerializedRecord, ~0.2 ms) and the rest (sampling, poses, grain's
+sampler and batching).
 """
 import collections
 import ctypes
@@ -85,13 +86,13 @@ def _clip_view(get, frames, box, size, flip):
 
 def pretrain_sample(record, video_index, c, rng):
   """One pretraining sample (the per-row fields of the pretrain batch contract) from a video record."""
-  n, size = int(record['num_frames']), c.crop_size
-  window = sampling.sample_window(n, c.clip_len + c.future_len, c.stride, c.short_video_policy, rng)
-  clip_w, future_w = sampling.split_clip_future(window, c.clip_len)
+  n, size, t = int(record['num_frames']), c.crop_size, c.clip_len
+  window = sampling.sample_window(n, t + c.future_len, c.stride, c.short_video_policy, rng)
+  clip_w, _ = sampling.split_clip_future(window, t)
   iframe_idx, iframe_mask = sampling.select_iframes(record['keyframe_indices'], clip_w.frames, c.iframe_margin,
                                                     c.max_iframes, rng)
   get = augment.jpeg_decoder(record['frames'])
-  hw = get(clip_w.frames[0]).shape[:2]
+  hw = get(window.frames[0]).shape[:2]
   box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
   flip = bool(rng.random() < c.flip_prob)
   num_iframes = int(iframe_mask.sum())  # valid slots come first
@@ -100,15 +101,16 @@ def pretrain_sample(record, video_index, c, rng):
       get, iframe_idx[:num_iframes],
       [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)], size,
       [bool(f) for f in rng.random(num_iframes) < c.flip_prob])
-  pose_in, pose_in_conf = augment.transform_poses(*sampling.pose_window(record['poses'], clip_w), box, hw, flip)
-  pose_gt, pose_gt_conf = augment.transform_poses(*sampling.pose_window(record['poses'], future_w), box, hw, flip)
+  # Clip and future clip share the box and flip: one view and one pose transform of the whole window.
+  views = _clip_view(get, window.frames, box, size, flip)
+  pose_xy, pose_conf = augment.transform_poses(*sampling.pose_window(record['poses'], window), box, hw, flip)
   return {
-      'clip': _clip_view(get, clip_w.frames, box, size, flip),
-      'future_clip': _clip_view(get, future_w.frames, box, size, flip),
+      'clip': views[:t],
+      'future_clip': views[t:],
       'iframes': iframes,
       'iframe_mask': iframe_mask,
-      'pose_in': pose_in, 'pose_in_conf': pose_in_conf,
-      'pose_gt': pose_gt, 'pose_gt_conf': pose_gt_conf,
+      'pose_in': pose_xy[:t], 'pose_in_conf': pose_conf[:t],
+      'pose_gt': pose_xy[t:], 'pose_gt_conf': pose_conf[t:],
       'video_index': np.int32(video_index),
       'label': np.int32(record['label']),
       'looped': np.bool_(window.looped),
@@ -214,6 +216,13 @@ class EvalClipSource:
     return f'EvalClipSource({self._name}, clips={self._num_clips}, n={self._len})'
 
 
+def _as_record(element):
+  """A source element -> record: serialized bytes are parsed lazily, records (dicts) pass through."""
+  if isinstance(element, bytes):
+    return records.parse_serialized(element)
+  return element
+
+
 def _params(data_config):
   """Plain, picklable copy of the data section (worker processes receive the transforms by pickle)."""
   return types.SimpleNamespace(**data_config.to_dict())
@@ -226,7 +235,7 @@ class _PretrainMap(grain.transforms.RandomMap):
 
   def random_map(self, element, rng):
     index, record = element
-    return pretrain_sample(record, index, self._c, rng)
+    return pretrain_sample(_as_record(record), index, self._c, rng)
 
 
 class _FinetuneMap(grain.transforms.RandomMap):
@@ -235,7 +244,7 @@ class _FinetuneMap(grain.transforms.RandomMap):
     self._c = _params(data_config)
 
   def random_map(self, element, rng):
-    return finetune_sample(element[1], self._c, rng)
+    return finetune_sample(_as_record(element[1]), self._c, rng)
 
 
 class _EvalMap(grain.transforms.Map):
@@ -247,7 +256,7 @@ class _EvalMap(grain.transforms.Map):
     video, clip, record = element
     if video < 0:
       return eval_padding(self._c)
-    return eval_sample(record, video, clip, self._c)
+    return eval_sample(_as_record(record), video, clip, self._c)
 
 
 # ------------------------------------------------------------------------------------------------ loaders
@@ -260,9 +269,13 @@ def _shard_options(shard_index, shard_count):
 
 
 def _open(dataset_dir, split):
-  """(source, name) for a dataset folder, or an in-memory sequence of records (tests, benchmarks)."""
+  """(source, name) for a dataset folder, or an in-memory sequence of records (tests, benchmarks).
+
+  A folder's source yields serialized records: the map parses them (`_as_record`) in the worker, converting
+  only the fields and frames a sample uses.
+  """
   if isinstance(dataset_dir, str):
-    return records.open_split(dataset_dir, split), f'{dataset_dir}:{split}'
+    return records.open_split_serialized(dataset_dir, split), f'{dataset_dir}:{split}'
   return dataset_dir, f'memory:{split}:{len(dataset_dir)}'
 
 
@@ -271,13 +284,16 @@ def split_size(dataset_dir, split):
   return len(_open(dataset_dir, split)[0])
 
 
-def _loader(source, sampler, operations, shard, data_config, num_workers, batch_size):
+def _loader(source, sampler, operations, shard, data_config, num_workers):
   if num_workers is None:
     num_workers = data_config.num_workers
   if num_workers > 0 and not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags; outside absl.app.run (DESIGN.md)
-  # Records hold a whole video's JPEGs (~1 MB): keep grain's read-ahead small (its default is 500 records).
-  read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2 * batch_size)
+  # No read-ahead threads: each worker process reads a record (~1 MB, ~0.5 ms) right before mapping it. The
+  # pipeline is CPU-bound, and worker processes already overlap one another's reads; grain's read threads
+  # (2 threads, 16 records ahead) cost ~15% of the samples per core on the dev VM (GIL hand-offs, futures,
+  # and 16 MB of records pushed through the caches) for no gain in wall-clock rate.
+  read = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
   return grain.DataLoader(data_source=source, sampler=sampler, operations=operations, worker_count=num_workers,
                           worker_buffer_size=data_config.prefetch, shard_options=shard, read_options=read)
 
@@ -293,7 +309,7 @@ def pretrain_loader(data_config, dataset_dir, split, batch_size, seed, shard_ind
   sampler = grain.samplers.IndexSampler(len(source), shuffle=True, seed=seed, num_epochs=num_epochs)
   ops = [_PretrainMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]
   return _loader(IndexedSource(source, name), sampler, ops, _shard_options(shard_index, shard_count), data_config,
-                 num_workers, batch_size)
+                 num_workers)
 
 
 def finetune_loader(data_config, dataset_dir, split, batch_size, seed, shard_index=None, shard_count=None,
@@ -303,7 +319,7 @@ def finetune_loader(data_config, dataset_dir, split, batch_size, seed, shard_ind
   sampler = grain.samplers.IndexSampler(len(source), shuffle=True, seed=seed, num_epochs=num_epochs)
   ops = [_FinetuneMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]
   return _loader(IndexedSource(source, name), sampler, ops, _shard_options(shard_index, shard_count), data_config,
-                 num_workers, batch_size)
+                 num_workers)
 
 
 def eval_batches_per_host(num_videos, num_clips, batch_size, shard_count):
@@ -326,7 +342,7 @@ def eval_loader(data_config, dataset_dir, split, batch_size, shard_index=None, s
   rows = EvalClipSource(source, name, clips, padded)
   sampler = grain.samplers.IndexSampler(padded, shuffle=False, num_epochs=1)
   ops = [_EvalMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=False)]
-  return _loader(rows, sampler, ops, shard, data_config, num_workers, batch_size)
+  return _loader(rows, sampler, ops, shard, data_config, num_workers)
 
 
 # ------------------------------------------------------------------------------------ host -> global array
