@@ -39,7 +39,7 @@ def test_dot_at_joint_stays_on_the_pose_after_crop_and_flip():
     conf[0, r_wrist] = 1
     box = augment.random_crop_box(H, W, (0.3, 1.0), (3 / 4, 4 / 3), rng)
     flip = bool(trial % 2)
-    out = augment.frames_view(augment.jpeg_decoder([_jpeg(img)]), [0], [box], S, [flip])
+    out = augment.render_views([_jpeg(img)], [(0, box, flip)], S)
     new_xy, new_conf = augment.transform_poses(xy, conf, box, (H, W), flip)
     joint = l_wrist if flip else r_wrist  # a flip turns the right wrist into the image's left wrist
     if new_conf[0, joint] == 0:  # the dot was cropped out (or lies on the border)
@@ -86,13 +86,28 @@ def test_random_crop_box_in_range():
     assert 0 <= y0 and y0 + h <= H and 0 <= x0 and x0 + w <= W and h > 0 and w > 0
 
 
+def test_render_views_matches_decoding_each_view_alone():
+  # Views in request order, a frame shared by several views, frames of two sizes (the decode buffer is reused
+  # per size), flips: the same pixels as decoding each view's frame and cropping it on its own.
+  rng = np.random.default_rng(3)
+  sizes = [(H, W), (H, W), (W, H), (H, W)]
+  jpegs = [_jpeg(cv2.GaussianBlur(rng.integers(0, 256, hw + (3,), dtype=np.uint8), (0, 0), 2)) for hw in sizes]
+  views = [(1, (2, 3, 20, 25), False), (0, (0, 0, H, W), True), (1, (5, 1, 16, 16), True),
+           (2, (4, 4, 30, 20), False), (3, (1, 2, 18, 30), True), (1, (2, 3, 20, 25), True)]
+  out = augment.render_views(jpegs, views, S)
+  assert out.shape == (len(views), S, S, 3) and out.dtype == np.uint8
+  for k, (i, box, flip) in enumerate(views):
+    want = augment.crop_resize(augment.decode_jpeg(jpegs[i]), box, S)
+    np.testing.assert_array_equal(out[k], want[:, ::-1] if flip else want, err_msg=str(k))
+  assert augment.jpeg_size(jpegs[2]) == (W, H)
+
+
 def test_eval_view_is_deterministic_centre_crop():
   rng = np.random.default_rng(0)
   img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
   box = augment.center_crop_box(H, W, 128, S)
   assert box == ((H - S) // 2, (W - S) // 2, S, S)
-  views = [augment.frames_view(augment.jpeg_decoder([_jpeg(img)]), [0, 0], [box] * 2, S, [False] * 2)
-           for _ in range(2)]
+  views = [augment.render_views([_jpeg(img)], [(0, box, False)] * 2, S) for _ in range(2)]
   np.testing.assert_array_equal(views[0], views[1])
   assert views[0].shape == (2, S, S, 3) and views[0].dtype == np.uint8
   # A frame stored at another size is resized to the same view of the scene.

@@ -49,21 +49,18 @@ cv2.setNumThreads(1)
 
 
 # ---------------------------------------------------------------------------------------------- host side
-def decode_jpeg(data):
-  """JPEG bytes -> (H, W, 3) uint8 RGB, with libjpeg-turbo's fast integer IDCT (see the module docstring)."""
-  return simplejpeg.decode_jpeg(data, colorspace='RGB', fastdct=True)
+def decode_jpeg(data, buffer=None):
+  """JPEG bytes -> (H, W, 3) uint8 RGB, with libjpeg-turbo's fast integer IDCT (see the module docstring).
+
+  buffer: optional writable uint8 array of at least H * W * 3 bytes to decode into (the result is a view of it).
+  """
+  return simplejpeg.decode_jpeg(data, colorspace='RGB', fastdct=True, buffer=buffer)
 
 
-def jpeg_decoder(jpegs):
-  """index -> decoded frame, memoised: a frame can be in the clip, the future clip (loop policy) and the I-frames."""
-  cache = {}
-
-  def get(i):
-    i = int(i)
-    if i not in cache:
-      cache[i] = decode_jpeg(jpegs[i])
-    return cache[i]
-  return get
+def jpeg_size(data):
+  """(H, W) of a JPEG, read from its header without decoding."""
+  height, width = simplejpeg.decode_jpeg_header(data)[:2]
+  return height, width
 
 
 def random_crop_box(height, width, scale, ratio, rng):
@@ -111,17 +108,29 @@ def crop_resize(frame, box, size, out=None):
   return cv2.resize(patch, (size, size), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
-def frames_view(frames, indices, boxes, size, flips):
-  """Crop + resize + flip of frames -> (N, size, size, 3) uint8.
+def render_views(jpegs, views, size):
+  """Crop + resize + flip views of JPEG frames -> (N, size, size, 3) uint8, each needed frame decoded once.
 
-  frames: callable index -> (H, W, 3) uint8 (e.g. a memoised JPEG decoder); indices: (N,) frame indices;
-  boxes: one (y0, x0, h, w) per index; flips: one bool per index.
+  jpegs: indexable, frame index -> JPEG bytes. views: N tuples (frame index, box (y0, x0, h, w), flip).
+  A frame can serve several views (the clip, the future clip under the loop policy, the I-frames): its views are
+  rendered right after decoding it, into one reused decode buffer, so decoded frames stay in the CPU cache
+  instead of ~35 frames (~2.3 MB) per sample going through memory.
   """
-  out = np.empty((len(indices), size, size, 3), np.uint8)
-  for k, (i, box, flip) in enumerate(zip(indices, boxes, flips)):
-    crop_resize(frames(i), box, size, out[k])
-    if flip:
-      cv2.flip(out[k], 1, out[k])  # in place; numpy's overlapping out[k, :, ::-1] copy is ~20x slower
+  out = np.empty((len(views), size, size, 3), np.uint8)
+  by_frame = {}
+  for k, (i, box, flip) in enumerate(views):
+    by_frame.setdefault(int(i), []).append((out[k], box, flip))
+  buffer, buffer_hw = None, None
+  for i, targets in by_frame.items():
+    data = jpegs[i]
+    hw = jpeg_size(data)
+    if hw != buffer_hw:
+      buffer, buffer_hw = np.empty(hw + (3,), np.uint8), hw
+    frame = decode_jpeg(data, buffer)
+    for view, box, flip in targets:
+      crop_resize(frame, box, size, view)
+      if flip:
+        cv2.flip(view, 1, view)  # in place; numpy's overlapping view[:, ::-1] copy is ~20x slower
   return out
 
 

@@ -79,11 +79,6 @@ _keep_large_buffers_in_heap()
 
 
 # ----------------------------------------------------------------------------------------- samples (pure)
-def _clip_view(get, frames, box, size, flip):
-  """One box and flip for all frames of a clip -> (T, size, size, 3) uint8."""
-  return augment.frames_view(get, frames, [box] * len(frames), size, [flip] * len(frames))
-
-
 def pretrain_sample(record, video_index, c, rng):
   """One pretraining sample (the per-row fields of the pretrain batch contract) from a video record."""
   n, size, t = int(record['num_frames']), c.crop_size, c.clip_len
@@ -91,22 +86,25 @@ def pretrain_sample(record, video_index, c, rng):
   clip_w, _ = sampling.split_clip_future(window, t)
   iframe_idx, iframe_mask = sampling.select_iframes(record['keyframe_indices'], clip_w.frames, c.iframe_margin,
                                                     c.max_iframes, rng)
-  get = augment.jpeg_decoder(record['frames'])
-  hw = get(window.frames[0]).shape[:2]
+  jpegs = record['frames']
+  hw = augment.jpeg_size(jpegs[int(window.frames[0])])
   box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
   flip = bool(rng.random() < c.flip_prob)
   num_iframes = int(iframe_mask.sum())  # valid slots come first
+  iframe_boxes = [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)]
+  iframe_flips = [bool(f) for f in rng.random(num_iframes) < c.flip_prob]
+  # Clip and future clip share the box and flip: one pose transform of the whole window; each I-frame has its
+  # own box and flip. All views in one pass, so a frame in both the window and the I-frames is decoded once.
+  views = augment.render_views(
+      jpegs, [(i, box, flip) for i in window.frames.tolist()]
+      + list(zip(iframe_idx[:num_iframes].tolist(), iframe_boxes, iframe_flips)), size)
+  n_win = len(window.frames)
   iframes = np.zeros((c.max_iframes, size, size, 3), np.uint8)
-  iframes[:num_iframes] = augment.frames_view(
-      get, iframe_idx[:num_iframes],
-      [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)], size,
-      [bool(f) for f in rng.random(num_iframes) < c.flip_prob])
-  # Clip and future clip share the box and flip: one view and one pose transform of the whole window.
-  views = _clip_view(get, window.frames, box, size, flip)
+  iframes[:num_iframes] = views[n_win:]
   pose_xy, pose_conf = augment.transform_poses(*sampling.pose_window(record['poses'], window), box, hw, flip)
   return {
       'clip': views[:t],
-      'future_clip': views[t:],
+      'future_clip': views[t:n_win],
       'iframes': iframes,
       'iframe_mask': iframe_mask,
       'pose_in': pose_xy[:t], 'pose_in_conf': pose_conf[:t],
@@ -117,25 +115,30 @@ def pretrain_sample(record, video_index, c, rng):
   }
 
 
+def _clip_views(jpegs, frames, box, size, flip):
+  """One box and flip for all frames of a clip -> (T, size, size, 3) uint8."""
+  return augment.render_views(jpegs, [(i, box, flip) for i in frames.tolist()], size)
+
+
 def finetune_sample(record, c, rng):
   """A random clip (random resized crop + flip) and its label."""
   window = sampling.sample_window(int(record['num_frames']), c.clip_len, c.stride, c.short_video_policy, rng)
-  get = augment.jpeg_decoder(record['frames'])
-  hw = get(window.frames[0]).shape[:2]
+  jpegs = record['frames']
+  hw = augment.jpeg_size(jpegs[int(window.frames[0])])
   box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
   flip = bool(rng.random() < c.flip_prob)
-  return {'clip': _clip_view(get, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
+  return {'clip': _clip_views(jpegs, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
 
 
 def eval_sample(record, video_index, clip_index, c):
   """Clip `clip_index` of `num_eval_clips` uniformly spaced clips, centre crop (deterministic)."""
   windows = sampling.eval_windows(int(record['num_frames']), c.clip_len, c.stride, c.num_eval_clips,
                                   c.short_video_policy)
-  get = augment.jpeg_decoder(record['frames'])
+  jpegs = record['frames']
   frames = windows[clip_index].frames
-  hw = get(frames[0]).shape[:2]
+  hw = augment.jpeg_size(jpegs[int(frames[0])])
   box = augment.center_crop_box(*hw, c.short_side, c.crop_size)
-  return {'clip': _clip_view(get, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
+  return {'clip': _clip_views(jpegs, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
           'video_index': np.int32(video_index), 'clip_index': np.int32(clip_index), 'valid': np.bool_(True)}
 
 
