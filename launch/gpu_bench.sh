@@ -4,7 +4,8 @@
 # gan_update modes. Finishes inside BUDGET_S seconds (default 500): steps that would not fit are skipped.
 #   OUT=runs/gpu_bench bash launch/gpu_bench.sh        (DRY_RUN=1 prints the benchmark commands only)
 # Writes under $OUT: bench.json (all results, ratios across runs), summary.txt (table, convolution layouts,
-# per-kernel device time), log.txt, env.txt, and the optimized HLO of the r3d_18 steps (*.hlo.txt.gz).
+# per-kernel device time), log.txt, env.txt, the optimized HLO of the r3d_18 steps (*.hlo.txt.gz) and
+# autotune_cache.tgz (XLA's autotune results, to carry into the next call: see below).
 # Needs JAX with CUDA, torch and torchvision. Wheels in $WHEELS (default .benchwhl/: ml_collections and
 # simplejpeg, which the pretraining step imports) are installed into /tmp/site first when present.
 set -u
@@ -29,6 +30,23 @@ fi
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+# XLA's autotuning of the pretraining step's large 3D convolutions (the video generators run at 16x112x112 with
+# up to 128 channels) is most of its compile time: measured on an H200 on 2026-11-26, the joint step's programs
+# did not finish compiling within 440 s, while with --xla_gpu_autotune_level=0 they compiled in 33 s (but then ran
+# seconds per step, not milliseconds, on cuDNN's heuristic algorithms). JAX's persistent cache keeps XLA's per-fusion autotune results
+# as each is found, so the work survives a killed run: $OUT/autotune_cache.tgz comes back after every run, and a
+# later call that carries it as $AUTOTUNE_IN (default .gpu_cache/autotune_cache.tgz) starts from those results.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/csvr_jax_cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
+export JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES=xla_gpu_per_fusion_autotune_cache_dir
+AUTOTUNE_DIR=$JAX_COMPILATION_CACHE_DIR/xla_gpu_per_fusion_autotune_cache_dir
+AUTOTUNE_IN=${AUTOTUNE_IN:-.gpu_cache/autotune_cache.tgz}
+mkdir -p "$AUTOTUNE_DIR"
+if [ -f "$AUTOTUNE_IN" ]; then
+  tar xzf "$AUTOTUNE_IN" -C "$AUTOTUNE_DIR" && echo "restored $(find "$AUTOTUNE_DIR" -type f | wc -l) autotune results"
+fi
+save_autotune() { tar czf "$OUT/autotune_cache.tgz" -C "$AUTOTUNE_DIR" . 2>/dev/null; }
+
 # SHAPE / TIMING override the clip shape and step counts (tiny values make a CPU check of this script).
 read -r -a SHAPE <<< "${SHAPE:---crop=112 --frames=16 --width=1.0}"
 read -r -a TIMING <<< "${TIMING:---steps=15 --warmup=3 --repeats=3}"
@@ -47,11 +65,12 @@ run() {
   XLA_FLAGS="$xla" timeout "$left" $PY -m csvr_jax.bench "${COMMON[@]}" --json_out="$RAW/$name.json" "$@" \
     2>&1 | grep -v -e '^\*\*\*' -e 'slow_operation_alarm' | tee -a "$OUT/log.txt"
   $PY -m csvr_jax.benchmarks.bench_report "$OUT/bench.json" "$OUT/summary.txt" "$RAW"/*.json > /dev/null 2>&1
+  save_autotune
 }
 
 # In order of what the issue needs most; EST_S is a guess for an H200 (compiles included; measured there on
 # 2026-11-26: one finetune variant 20-55 s, torch eager + compile 50-60 s per arch, the full CSVR pretraining
-# step > 130 s for its first mode). STEPS selects a subset, e.g. STEPS="pretrain" REF= for a rerun.
+# step > 130 s for its first mode; its programs now compile in parallel threads). STEPS selects a subset, e.g. STEPS="pretrain" REF= for a rerun.
 # The XLA default of csvr_jax is --xla_gpu_force_conv_nhwc=true (csvr_jax/xla_flags.py); =false is XLA's own
 # heuristic (NCDHW 3D convolutions on Hopper), the naive port's baseline.
 STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r2p1d_native r2p1d_native_nhwc r3d_b64}
@@ -65,8 +84,12 @@ want r2p1d_default && run r2p1d_default 150 "$XLA_OWN" "${FT[@]}" --arch=r2plus1
   --label=xla_default
 want r3d_nhwc && run r3d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --profile --hlo_dir="$OUT" --label=nhwc
 want r2p1d_nhwc && run r2p1d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --profile --label=nhwc
+PRETRAIN_BRANCHES=${PRETRAIN_BRANCHES:-1}  # 1: also the single-branch stages (the per-branch breakdown)
 want pretrain && run pretrain 240 "$NHWC" --what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" \
-  --gan_update=one_stage,alternating --label=pretrain_nhwc
+  --gan_update=one_stage,alternating --pretrain_branches="$PRETRAIN_BRANCHES" --label=pretrain_nhwc
+# The finetune step with csvr_jax's defaults against torch in the same process run (a rerun of the ratios).
+want r3d_nhwc_ref && run r3d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 $REF --label=nhwc
+want r2p1d_nhwc_ref && run r2p1d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 $REF --label=nhwc
 want r2p1d_native && run r2p1d_native 40 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
   --label=xla_default
 want r2p1d_native_nhwc && run r2p1d_native_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \

@@ -131,3 +131,19 @@ def test_pretrain_bench_batch_follows_the_contract():
   assert b['iframes'].shape == (4, m, 32, 32, 3) and b['iframe_mask'].dtype == bool
   assert b['iframe_mask'][:, 0].all() and not b['iframe_mask'][:, -1].any()
   assert b['pose_in'].shape == (4, 8, 18, 2) and b['pose_gt_conf'].shape == (4, 8, 18)
+
+
+def test_pretrain_bench_compiles_programs_in_parallel_threads_and_times_them_in_order():
+  import jax
+  import jax.numpy as jnp
+  from csvr_jax.benchmarks import pretrain_bench
+  step = lambda tag: jax.jit(lambda s, b: (s + b.sum(), {tag: s}))
+  x, b = jnp.zeros(()), jnp.ones((4,))
+  lowered = {('joint', 'd_step'): step('d').lower(x, b), ('joint', 'g_step'): step('g').lower(x, b)}
+  compiled, seconds = pretrain_bench.compile_all(lowered)
+  assert set(compiled) == set(seconds) == set(lowered) and all(s >= 0 for s in seconds.values())
+  assert pretrain_bench.programs('alternating') == ['d_step', 'g_step']
+  assert pretrain_bench.programs('one_stage') == ['one_stage_step']
+  own = {p: compiled[('joint', p)] for p in pretrain_bench.programs('alternating')}
+  out = own['d_step'](x, b)[0]
+  assert float(own['g_step'](out, b)[0]) == 8.0  # d then g, each adds sum(b) = 4

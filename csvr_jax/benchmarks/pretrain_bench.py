@@ -2,7 +2,7 @@
 
 `python -m csvr_jax.bench --what=pretrain_step --arch=r3d_18 --batch=16 --gan_update=one_stage,alternating`
 
-Measures, per `gan_update` mode, ms per batch, clips/s, MFU and peak memory of the joint stage (all three
+Measures, per `gan_update` mode (all programs compiled at once, in parallel threads), ms per batch, clips/s, MFU and peak memory of the joint stage (all three
 branches, every network trainable) exactly as the training loop runs it (`StepFns.train_step`: one jitted
 program for one-stage OSGAN; a D step then a G step for alternating with n_critic=1). With
 `--pretrain_branches` also the step of each single-branch stage (pose / context / video warm-up) - the
@@ -15,6 +15,7 @@ vnet, inet (all I-frames), the heads, pose_g, integration and each video generat
 twice (real and fake), backward = 2x forward. The gradient penalty's extra passes and the alternating mode's
 second generator forward are overhead, not counted.
 """
+import concurrent.futures
 import statistics
 import time
 
@@ -95,26 +96,49 @@ def _time(run_one, steps, warmup, repeats):
   return statistics.median(windows), windows
 
 
-def bench_stage(fns, state, batch, mode, stage_name):
-  """Compiles and times one stage's step in one mode -> (result dict, state); the state is donated.
+def programs(mode):
+  """The jitted programs `StepFns.train_step` dispatches in `mode` (n_critic=1), in call order."""
+  return ['one_stage_step'] if mode == 'one_stage' else ['d_step', 'g_step']
 
-  The programs `StepFns.train_step` dispatches (one_stage_step; or d_step then g_step, n_critic=1) are compiled
-  ahead of time and called in the same order, so XLA's memory plan and convolution layouts come from the very
-  executables that are timed (no second compile).
-  """
-  names = ['one_stage_step'] if mode == 'one_stage' else ['d_step', 'g_step']
-  r = dict(what='pretrain_step', stage=stage_name, gan_update=mode)
-  t0 = time.perf_counter()
-  compiled = {n: getattr(fns, n).lower(state, batch).compile() for n in names}
-  r['compile_s'] = time.perf_counter() - t0
-  r['xla_flops'], r['xla_memory'], convs = 0.0, {}, {}
-  for n, c in compiled.items():
-    rep = steps_report(c)
+
+def compile_all(lowered):
+  """{key: jax Lowered} -> ({key: Compiled}, {key: compile seconds}): the first program alone, then the rest
+  in parallel threads.
+
+  XLA compiles outside the GIL, so threads overlap the CPU side of the compiles (each joint-step program takes
+  minutes). On a GPU most of that time is autotuning the convolutions, which runs candidates on the device and
+  caches the winners per process: compiling the first (largest: the one-stage step holds every convolution of
+  the joint step) program alone keeps autotuning timings free of a concurrent compile's kernels, and the
+  others then find most of their convolutions tuned."""
+  def one(lo):
+    t0 = time.perf_counter()
+    compiled = lo.compile()
+    return compiled, time.perf_counter() - t0
+  keys = list(lowered)
+  done = {keys[0]: one(lowered[keys[0]])} if keys else {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(keys) - 1)) as pool:
+    futures = {k: pool.submit(one, lowered[k]) for k in keys[1:]}
+    done.update({k: f.result() for k, f in futures.items()})
+  return {k: c for k, (c, _) in done.items()}, {k: s for k, (_, s) in done.items()}
+
+
+def describe(compiled, names):
+  """XLA's FLOP count, memory plan per program and convolution custom calls of one mode's programs."""
+  r = dict(xla_flops=0.0, xla_memory={}, hlo={'conv_custom_calls': {}})
+  convs = r['hlo']['conv_custom_calls']
+  for n in names:
+    rep = steps_report(compiled[n])
     r['xla_flops'] += rep.get('xla_flops', 0.0)
     r['xla_memory'][n] = rep.get('xla_memory')
-    for k, v in xla_report.hlo_summary(c.as_text())['conv_custom_calls'].items():
+    for k, v in xla_report.hlo_summary(compiled[n].as_text())['conv_custom_calls'].items():
       convs[k] = convs.get(k, 0) + v
-  r['hlo'] = {'conv_custom_calls': convs}
+  return r
+
+
+def time_mode(compiled, names, state, batch):
+  """Times one mode's programs called in training order -> (ms/step, window list, state); state is donated.
+
+  The executables timed are the very ones `describe` reports on (no second compile)."""
   holder = {'state': state}
 
   def run_one():
@@ -126,8 +150,7 @@ def bench_stage(fns, state, batch, mode, stage_name):
     return s, metrics
 
   sec, windows = _time(run_one, FLAGS.steps, max(FLAGS.warmup, 1), FLAGS.repeats)
-  r.update(ms_per_step=1e3 * sec, ms_per_step_windows=[1e3 * w for w in windows])
-  return r, holder['state']
+  return 1e3 * sec, [1e3 * w for w in windows], holder['state']
 
 
 def steps_report(compiled):
@@ -136,39 +159,88 @@ def steps_report(compiled):
   return steps.compile_report(compiled)
 
 
-def bench_pretrain(arch):
-  """[result dict] for each --gan_update mode (joint stage) and, with --pretrain_branches, each branch.
+def peak_bytes():
+  stats = jax.local_devices()[0].memory_stats()
+  return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
+
+def bench_pretrain(arch):
+  """Yields a result dict for each --gan_update mode of the joint stage, then (--pretrain_branches) of each
+  single-branch stage.
+
+  One state, one set of step functions: `gan_update` only picks which programs `train_step` calls. The joint
+  stage's programs of every mode are lowered and compiled at once (`compile_all`), then each mode is timed;
+  then the same for the branch stages together. `peak_bytes` is the process's device-memory peak so far
+  (monotonic): the first joint row is that mode's own peak; `xla_memory` gives each program's plan.
   Raises ImportError when the pretraining engine (csvr_jax/train) is missing."""
   from csvr_jax import parallel  # pylint: disable=import-outside-toplevel
   from csvr_jax.train import networks  # pylint: disable=import-outside-toplevel
   from csvr_jax.train import state as state_lib  # pylint: disable=import-outside-toplevel
   from csvr_jax.train import steps as steps_lib  # pylint: disable=import-outside-toplevel
-  results = []
-  for mode in FLAGS.gan_update:
-    config = pretrain_config(arch, batch=FLAGS.batch, frames=FLAGS.frames, crop=FLAGS.crop, width=FLAGS.width,
-                             dtype=FLAGS.dtype, gan_update=mode, remat=FLAGS.remat)
-    base = dict(arch=arch, batch=FLAGS.batch, label=FLAGS.label, impl='jax')
-    try:
-      mesh = parallel.make_mesh(config)
-      nets = networks.Networks(config)
-      stages = {s.name: s for s in steps_lib.resolve_stages(config, total_steps=40)}
-      optimizers = state_lib.make_optimizers(config, total_steps=40)
-      # RngBitGenerator init keys: the random init compiles ~10x faster than threefry on a small CPU.
-      init = lambda k: nets.init(jax.random.key(jax.random.randint(k, (), 0, 2**31 - 1), impl='unsafe_rbg'))
-      state, _ = state_lib.create_state(init, optimizers, jax.random.PRNGKey(0), parallel.replicated(mesh))
-      batch = parallel.host_to_global(synthetic_batch(config), mesh)
-      fwd = useful_flops_per_clip(config)
-      names = ['joint'] + (list(BRANCH_STAGES) if FLAGS.pretrain_branches else [])
-      for name in names:
-        fns = steps_lib.StepFns(nets, config, stages[name], optimizers, mesh)
-        r, state = bench_stage(fns, state, batch, mode, name)
-        r.update(base)
-        if name == 'joint' and fwd:
-          r['flops_per_clip_fwd'] = fwd
-        stats = jax.local_devices()[0].memory_stats()
-        r['peak_bytes'] = int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
-        results.append(r)
-    except Exception as e:  # pylint: disable=broad-except  # report, and still measure the other mode
-      results.append(dict(base, what='pretrain_step', gan_update=mode, error=f'{type(e).__name__}: {e}'[:2000]))
-  return results
+  modes = list(FLAGS.gan_update)
+  config = pretrain_config(arch, batch=FLAGS.batch, frames=FLAGS.frames, crop=FLAGS.crop, width=FLAGS.width,
+                           dtype=FLAGS.dtype, gan_update=modes[0], remat=FLAGS.remat)
+  base = dict(what='pretrain_step', arch=arch, batch=FLAGS.batch, label=FLAGS.label, impl='jax')
+  try:
+    mesh = parallel.make_mesh(config)
+    nets = networks.Networks(config)
+    stages = {s.name: s for s in steps_lib.resolve_stages(config, total_steps=40)}
+    optimizers = state_lib.make_optimizers(config, total_steps=40)
+    # RngBitGenerator init keys: the random init compiles ~10x faster than threefry on a small CPU.
+    init = lambda k: nets.init(jax.random.key(jax.random.randint(k, (), 0, 2**31 - 1), impl='unsafe_rbg'))
+    t0 = time.perf_counter()
+    state, _ = state_lib.create_state(init, optimizers, jax.random.PRNGKey(0), parallel.replicated(mesh))
+    batch = parallel.host_to_global(synthetic_batch(config), mesh)
+    init_s = time.perf_counter() - t0
+    print(f'pretrain_step {arch}: state initialised in {init_s:.1f} s', flush=True)
+  except Exception as e:  # pylint: disable=broad-except  # one error row per mode, the run goes on
+    for m in modes:
+      yield dict(base, gan_update=m, stage='joint', error=f'{type(e).__name__}: {e}'[:2000])
+    return
+  base['init_s'] = init_s
+  fwd = useful_flops_per_clip(config)
+  groups = [['joint']] + ([list(BRANCH_STAGES)] if FLAGS.pretrain_branches else [])
+  for group in groups:
+    holder = {'state': state}
+    for r in bench_group(arch, group, modes, holder, batch, lambda st: steps_lib.StepFns(
+        nets, config, stages[st], optimizers, mesh)):
+      if r['stage'] == 'joint' and fwd and 'error' not in r:
+        r['flops_per_clip_fwd'] = fwd
+      yield dict(base, **r)
+    state = holder['state']
+
+
+def bench_group(arch, group, modes, holder, batch, make_fns):
+  """Compiles every program of `group`'s stages in every mode at once, then times each (stage, mode); yields
+  partial result dicts. holder['state'] is threaded through (donated) and left holding the latest state."""
+  t0 = time.perf_counter()
+  try:
+    fns = {st: make_fns(st) for st in group}
+    lowered = {(st, p): getattr(fns[st], p).lower(holder['state'], batch)
+               for st in group for m in modes for p in programs(m)}
+    lower_s = time.perf_counter() - t0
+    print(f'pretrain_step {arch} {group}: {len(lowered)} programs lowered in {lower_s:.1f} s', flush=True)
+    t0 = time.perf_counter()
+    compiled, compile_s = compile_all(lowered)
+    wall = time.perf_counter() - t0
+    print(f'pretrain_step {arch} {group}: compiled in {wall:.1f} s wall (' +
+          ', '.join(f'{st}/{p} {sec:.0f} s' for (st, p), sec in compile_s.items()) + ')', flush=True)
+  except Exception as e:  # pylint: disable=broad-except  # one error row per (stage, mode)
+    for st in group:
+      for m in modes:
+        yield dict(stage=st, gan_update=m, error=f'{type(e).__name__}: {e}'[:2000])
+    return
+  for st in group:
+    for m in modes:
+      names = programs(m)
+      r = dict(stage=st, gan_update=m, lower_s=lower_s, compile_wall_s=wall,
+               compile_s=sum(compile_s[(st, p)] for p in names))
+      try:
+        own = {p: compiled[(st, p)] for p in names}
+        r.update(describe(own, names))
+        r['ms_per_step'], r['ms_per_step_windows'], holder['state'] = time_mode(own, names, holder['state'], batch)
+        r['peak_bytes'] = peak_bytes()
+        print(f'pretrain_step {arch} {st} {m}: {r["ms_per_step"]:.1f} ms/step, peak {r["peak_bytes"]}', flush=True)
+      except Exception as e:  # pylint: disable=broad-except  # report, and still measure the rest
+        r['error'] = f'{type(e).__name__}: {e}'[:2000]
+      yield r

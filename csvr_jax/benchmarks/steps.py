@@ -269,11 +269,12 @@ def run_torch_reference(arch):
 
 
 def pretrain_results(arch):
-  """The pretraining-step measurements (csvr_jax/benchmarks/pretrain_bench.py), or one error entry."""
+  """Yields the pretraining-step measurements (csvr_jax/benchmarks/pretrain_bench.py) as they come, or one
+  error entry."""
   try:
-    return pretrain_bench.bench_pretrain(arch)
+    yield from pretrain_bench.bench_pretrain(arch)
   except ImportError as e:
-    return [dict(what='pretrain_step', arch=arch, error=f'pretraining engine not available: {e}')]
+    yield dict(what='pretrain_step', arch=arch, error=f'pretraining engine not available: {e}')
 
 
 def selected_benchmarks():
@@ -328,10 +329,10 @@ def main():
         profile()
         write_report(results, device, peak)
     if 'pretrain_step' in whats:
-      for r in pretrain_results(arch):
+      for r in pretrain_results(arch):  # the report is rewritten after each, so a kill keeps what was measured
         results.append(finish_numbers(r, r['batch'], r.pop('flops_per_clip_fwd', None), peak)
                        if 'ms_per_step' in r else r)
-      write_report(results, device, peak)
+        write_report(results, device, peak)
   report = write_report(results, device, peak)
   bench_report.print_table(results, report['ratios'])
   if FLAGS.json_out:
