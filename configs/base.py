@@ -93,6 +93,7 @@ def get_config(arg=None):
   c.train.stages = paper_stages(branch_steps=0, joint_steps=-1)  # -1: the rest of total_steps
   c.train.remat = False            # rematerialise backbone blocks where memory binds
   c.train.fast_compile = False     # XLA backend optimisation level 0: ~10x faster CPU compiles (tests, CPU demo)
+  c.train.compilation_cache_dir = ''  # persistent XLA cache (relative: under the workdir; '' off): restarts skip compiles
 
   # ---------------------------------------------------------------- optimiser (paper: SGD 0.9, lr 0.0005*B, wd 0.005)
   c.optim = ConfigDict()

@@ -11,6 +11,8 @@ def get_config(arg=None):
   c.model.vnet = 'r3d_18'
   c.model.dtype = 'bfloat16'
   c.train.epochs = 200
+  # The GPU pretraining step spends minutes autotuning its 3D convolutions: a restart (preemption) reuses them.
+  c.train.compilation_cache_dir = 'jax_cache'
   c.data.num_workers = 8
   c.finetune.num_classes = 101
   if arg == 'smoke':

@@ -63,3 +63,14 @@ def test_unknown_mode_is_one_line():
   assert r.returncode != 0
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and 'nope' in lines[0], r.stderr
+
+
+def test_compilation_cache_dir_is_under_the_workdir_and_off_when_empty(monkeypatch, tmp_path):
+  import jax
+  from csvr_jax import main
+  calls = {}
+  monkeypatch.setattr(jax.config, 'update', lambda k, v: calls.__setitem__(k, v))
+  main.enable_compilation_cache('', str(tmp_path))
+  assert not calls
+  main.enable_compilation_cache('jax_cache', str(tmp_path))
+  assert calls['jax_compilation_cache_dir'] == str(tmp_path / 'jax_cache')
