@@ -73,7 +73,7 @@ run() {
 # step > 130 s for its first mode; its programs now compile in parallel threads). STEPS selects a subset, e.g. STEPS="pretrain" REF= for a rerun.
 # The XLA default of csvr_jax is --xla_gpu_force_conv_nhwc=true (csvr_jax/xla_flags.py); =false is XLA's own
 # heuristic (NCDHW 3D convolutions on Hopper), the naive port's baseline.
-STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r2p1d_native r2p1d_native_nhwc r3d_b64}
+STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r2p1d_pad8 r3d_pad8 r2p1d_native r2p1d_native_nhwc r3d_b64}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 FT=(--what=finetune_step --batch="$BATCH")
 REF=${REF---reference=torch}   # REF= skips the torch reference (e.g. a rerun on the same machine)
@@ -90,6 +90,10 @@ want pretrain && run pretrain 240 "$NHWC" --what=pretrain_step --arch=r3d_18 --b
 # The finetune step with csvr_jax's defaults against torch in the same process run (a rerun of the ratios).
 want r3d_nhwc_ref && run r3d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 $REF --label=nhwc
 want r2p1d_nhwc_ref && run r2p1d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 $REF --label=nhwc
+# Zero-channel padding of odd channel counts (backbone_layers.CONV_IMPLS 'fold_pad8'): removes cuDNN's
+# nhwcAddPaddingKernel (4.2 ms of R(2+1)D-18's 40.5 ms step on 2026-11-26); not yet measured.
+want r2p1d_pad8 && run r2p1d_pad8 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_pad8 --label=nhwc
+want r3d_pad8 && run r3d_pad8 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_pad8 --label=nhwc
 want r2p1d_native && run r2p1d_native 40 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
   --label=xla_default
 want r2p1d_native_nhwc && run r2p1d_native_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \

@@ -191,3 +191,31 @@ def test_too_small_input_is_clear():
   model = models.get_video_backbone('c3d', width=TINY)
   with pytest.raises(ValueError, match=r'c3d: input \(1, 8, 32, 32, 3\) is too small'):
     jax.eval_shape(lambda x: model.init(jax.random.key(0), x, False), jnp.zeros((1, 8, 32, 32, 3)))
+
+
+def test_zero_channel_padding_keeps_parameters_and_numbers():
+  """conv_impl='fold_pad8' pads odd channel counts (RGB, R(2+1)D's stem 45 and midplanes) with zeros for
+  cuDNN: the same parameter tree, and the same outputs, BatchNorm statistics and gradients as 'fold'."""
+  import fast_init
+  from csvr_jax.models import get_video_backbone
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 16, 16, 3))
+  models = {impl: get_video_backbone('r2plus1d_18', width=0.125, conv_impl=impl) for impl in ('fold', 'fold_pad8')}
+  shapes = {k: jax.eval_shape(lambda m=m: m.init(jax.random.key(0), x, train=False)) for k, m in models.items()}
+  assert jax.tree.map(lambda s: s.shape, shapes['fold_pad8']) == jax.tree.map(lambda s: s.shape, shapes['fold'])
+  variables = fast_init.fill_like(shapes['fold'])
+
+  def loss(params, impl):  # eval-mode BN: an affine map, so float32 rounding is not amplified
+    out = models[impl].apply({**variables, 'params': params}, x, train=False)
+    return jnp.sum(out['pooled'] ** 2), out['features']
+
+  opts = {'xla_backend_optimization_level': 0}
+  grads = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1, compiler_options=opts)
+  (l0, f0), g0 = grads(variables['params'], 'fold')
+  (l1, f1), g1 = grads(variables['params'], 'fold_pad8')
+  for a, b in zip(jax.tree.leaves((l1, f1, g1)), jax.tree.leaves((l0, f0, g0))):
+    assert a.shape == b.shape and np.abs(np.asarray(a) - b).max() <= 1e-4 * max(np.abs(b).max(), 1e-6)
+  # Training mode: BatchNorm statistics over the true channels only (same tree, no NaN from zero channels).
+  stats = jax.jit(lambda impl: models[impl].apply(variables, x, train=True, mutable=['batch_stats'])[1],
+                  static_argnums=0, compiler_options=opts)('fold_pad8')
+  assert jax.tree.map(np.shape, stats) == jax.tree.map(np.shape, {'batch_stats': variables['batch_stats']})
+  assert all(np.isfinite(v).all() for v in jax.tree.leaves(stats))

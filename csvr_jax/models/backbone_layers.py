@@ -25,7 +25,27 @@ def kaiming_fan_out(key, shape, dtype=jnp.float32):
 KAIMING_FAN_OUT = kaiming_fan_out
 # 'fold': (1,k,k) convs run as 2D convs over (B*T, H, W); (k,1,1) convs as 2D convs over (B, T, H*W).
 # 'native': every 3D conv is a 3D conv. Same parameters and maths either way; only the XLA kernels differ.
-CONV_IMPLS = ('fold', 'native')
+# 'fold_pad8': 'fold', and channel counts that are not multiples of 8 (the RGB input, R(2+1)D's midplanes such
+# as 45, 230, 460, 921) are padded with zero channels / zero filters at apply time: cuDNN's bf16 NHWC kernels
+# want multiples of 8 and otherwise pad every such tensor itself (nhwcAddPaddingKernel, 4.2 ms of a 40.5 ms
+# R(2+1)D-18 finetune step on an H200). Parameters keep their shapes; outputs are the same numbers.
+CONV_IMPLS = ('fold', 'native', 'fold_pad8')
+CHANNEL_MULTIPLE = 8
+
+
+def channel_multiple(impl):
+  """The multiple that `impl` pads channel counts to (1: no padding)."""
+  return CHANNEL_MULTIPLE if impl.endswith('_pad8') else 1
+
+
+def round_up(n, multiple):
+  return -(-n // multiple) * multiple
+
+
+def pad_channels(x, channels):
+  """x (..., C) -> (..., channels) with zeros appended (C <= channels)."""
+  extra = channels - x.shape[-1]
+  return x if extra == 0 else jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)])
 # torch BatchNorm momentum m updates running = (1-m)*running + m*batch; flax's momentum is 1 - m.
 TORCH_BN = dict(momentum=0.9, epsilon=1e-5)
 
@@ -47,7 +67,7 @@ def conv_apply(x, kernel, strides, padding, impl='fold'):
   """Convolution of x (B, [T,] H, W, Cin) with kernel ([kt,] kh, kw, Cin, Cout); see CONV_IMPLS."""
   if impl not in CONV_IMPLS:
     raise ValueError(f'unknown conv impl {impl!r}; choose from {CONV_IMPLS}')
-  if impl == 'fold' and kernel.ndim == 5:
+  if impl.startswith('fold') and kernel.ndim == 5:
     (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = kernel.shape[:3], strides, padding
     b, t, h, w, c = x.shape
     if kt == 1 and st == 1 and pt == 0:  # purely spatial: time joins the batch (a free reshape)
@@ -60,7 +80,11 @@ def conv_apply(x, kernel, strides, padding, impl='fold'):
 
 
 class Conv(nn.Module):
-  """N-d convolution like torch.nn.ConvNd: params 'kernel' (*kernel_size, Cin, Cout) and optional 'bias'."""
+  """N-d convolution like torch.nn.ConvNd: params 'kernel' (*kernel_size, Cin, Cout) and optional 'bias'.
+
+  Zero-channel padding (CONV_IMPLS 'fold_pad8'): `in_features` is the true Cin when x carries extra zero
+  channels (the kernel gets zero rows for them); `out_padded` > features computes that many output channels,
+  the extra ones from zero filters (exactly zero; the caller slices or keeps them)."""
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int]
@@ -68,21 +92,28 @@ class Conv(nn.Module):
   use_bias: bool = False
   dtype: Any = jnp.float32
   impl: str = 'fold'
+  in_features: Optional[int] = None
+  out_padded: Optional[int] = None
 
   @nn.compact
   def __call__(self, x):
-    shape = tuple(self.kernel_size) + (x.shape[-1], self.features)
+    shape = tuple(self.kernel_size) + (self.in_features or x.shape[-1], self.features)
     kernel = self.param('kernel', KAIMING_FAN_OUT, shape, jnp.float32)
+    cin, cout = x.shape[-1] - shape[-2], (self.out_padded or self.features) - self.features
+    if cin or cout:
+      kernel = jnp.pad(kernel, [(0, 0)] * len(self.kernel_size) + [(0, cin), (0, cout)])
     y = conv_apply(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding, self.impl)
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+      bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+      y = y + pad_channels(bias, y.shape[-1])
     return y
 
 
-def conv(features, kernel_size, strides, padding, *, name, dtype, impl, use_bias=False):
+def conv(features, kernel_size, strides, padding, *, name, dtype, impl, use_bias=False, in_features=None,
+         out_padded=None):
   """The single place where backbones build convolutions (a faster formulation goes in here / conv_apply)."""
   return Conv(features, tuple(kernel_size), tuple(strides), tuple(padding), use_bias=use_bias, dtype=dtype,
-              impl=impl, name=name)
+              impl=impl, in_features=in_features, out_padded=out_padded, name=name)
 
 
 class BatchNorm(nn.BatchNorm):

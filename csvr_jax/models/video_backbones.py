@@ -9,8 +9,8 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from csvr_jax.models.backbone_layers import (ConvBNReLU, backbone_outputs, batch_norm, conv, max_pool, maybe_remat,
-                                             scaled)
+from csvr_jax.models.backbone_layers import (ConvBNReLU, backbone_outputs, batch_norm, channel_multiple, conv,
+                                             max_pool, maybe_remat, pad_channels, round_up, scaled)
 
 # arch -> (stem, conv type of layer1..layer4); torchvision.models.video.resnet.
 VIDEO_RESNETS = {
@@ -26,16 +26,30 @@ def midplanes(inplanes, planes):
   return (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
 
 
-def conv_unit(x, kind, planes, mid, stride, name, make_conv, make_bn):
+def factored_pair(x, mid, out, spatial, temporal, name_s, name_t, bn_name, make_conv, make_bn, multiple,
+                  in_features=None):
+  """Spatial conv (Cin -> mid) -> BN -> ReLU -> temporal conv (mid -> out): torchvision's Conv2Plus1D and
+  R(2+1)D stem. With `multiple` > 1 the mid activations carry zero channels up to a multiple of it (zero filters
+  in, zero kernel rows out; BN sees the true `mid` channels): same parameters, same numbers, no odd channel
+  counts for cuDNN. spatial / temporal: (kernel, strides, padding); in_features: x's true channel count when x
+  carries zero channels itself (the padded RGB input of the stem)."""
+  padded = round_up(mid, multiple)
+  x = make_conv(mid, *spatial, name=name_s, out_padded=padded, in_features=in_features)(x)
+  if padded != mid:
+    x = x[..., :mid]
+  x = nn.relu(make_bn(name=bn_name)(x))
+  return make_conv(out, *temporal, name=name_t, in_features=mid)(pad_channels(x, padded))
+
+
+def conv_unit(x, kind, planes, mid, stride, name, make_conv, make_bn, multiple=1):
   """torchvision's Conv3DSimple / Conv3DNoTemporal / Conv2Plus1D (the latter with its inner BN + ReLU)."""
   s = stride
   if kind == '3d':
     return make_conv(planes, (3, 3, 3), (s, s, s), (1, 1, 1), name=name)(x)
   if kind == 'no_temporal':
     return make_conv(planes, (1, 3, 3), (1, s, s), (0, 1, 1), name=name)(x)
-  x = make_conv(mid, (1, 3, 3), (1, s, s), (0, 1, 1), name=name + '_s')(x)
-  x = nn.relu(make_bn(name=name + '_mid_bn')(x))
-  return make_conv(planes, (3, 1, 1), (s, 1, 1), (1, 0, 0), name=name + '_t')(x)
+  return factored_pair(x, mid, planes, ((1, 3, 3), (1, s, s), (0, 1, 1)), ((3, 1, 1), (s, 1, 1), (1, 0, 0)),
+                       name + '_s', name + '_t', name + '_mid_bn', make_conv, make_bn, multiple)
 
 
 class BasicBlock3D(nn.Module):
@@ -50,12 +64,13 @@ class BasicBlock3D(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    make_conv = lambda *a, name: conv(*a, name=name, dtype=self.dtype, impl=self.conv_impl)
+    make_conv = lambda *a, name, **kw: conv(*a, name=name, dtype=self.dtype, impl=self.conv_impl, **kw)
     make_bn = lambda name: batch_norm(train=train, name=name, dtype=self.dtype, axis_name=self.bn_axis_name)
     mid = midplanes(x.shape[-1], self.planes)  # both convs of the block share the one midplanes value
-    y = conv_unit(x, self.kind, self.planes, mid, self.stride, 'conv1', make_conv, make_bn)
+    m = channel_multiple(self.conv_impl)
+    y = conv_unit(x, self.kind, self.planes, mid, self.stride, 'conv1', make_conv, make_bn, m)
     y = nn.relu(make_bn('bn1')(y))
-    y = conv_unit(y, self.kind, self.planes, mid, 1, 'conv2', make_conv, make_bn)
+    y = conv_unit(y, self.kind, self.planes, mid, 1, 'conv2', make_conv, make_bn, m)
     y = make_bn('bn2')(y)
     if self.downsample:
       s = self.stride
@@ -77,14 +92,16 @@ class VideoResNet(nn.Module):
   def __call__(self, x, train=False):
     shape = x.shape
     stem, kinds = VIDEO_RESNETS[self.arch]
-    make_conv = lambda *a, name: conv(*a, name=name, dtype=self.dtype, impl=self.conv_impl)
+    make_conv = lambda *a, name, **kw: conv(*a, name=name, dtype=self.dtype, impl=self.conv_impl, **kw)
     make_bn = lambda name: batch_norm(train=train, name=name, dtype=self.dtype, axis_name=self.bn_axis_name)
+    m, rgb = channel_multiple(self.conv_impl), x.shape[-1]
+    x = pad_channels(x, round_up(rgb, m))  # zero channels beside RGB when padding (the stem conv ignores them)
     if stem == 'r2plus1d':
-      x = make_conv(scaled(45, self.width), (1, 7, 7), (1, 2, 2), (0, 3, 3), name='stem_conv_s')(x)
-      x = nn.relu(make_bn('stem_bn_s')(x))
-      x = make_conv(scaled(64, self.width), (3, 1, 1), (1, 1, 1), (1, 0, 0), name='stem_conv_t')(x)
+      x = factored_pair(x, scaled(45, self.width), scaled(64, self.width), ((1, 7, 7), (1, 2, 2), (0, 3, 3)),
+                        ((3, 1, 1), (1, 1, 1), (1, 0, 0)), 'stem_conv_s', 'stem_conv_t', 'stem_bn_s', make_conv,
+                        make_bn, m, in_features=rgb)
     else:
-      x = make_conv(scaled(64, self.width), (3, 7, 7), (1, 2, 2), (1, 3, 3), name='stem_conv')(x)
+      x = make_conv(scaled(64, self.width), (3, 7, 7), (1, 2, 2), (1, 3, 3), name='stem_conv', in_features=rgb)(x)
     x = nn.relu(make_bn('stem_bn')(x))
     block = maybe_remat(BasicBlock3D, self.remat)
     for i, (planes, kind) in enumerate(zip(RESNET_PLANES, kinds)):
