@@ -151,7 +151,7 @@ def eval_padding(c):
 
 # ------------------------------------------------------------------------------------------ grain sources
 class IndexedSource:
-  """Random-access source yielding (index, record): the sample keeps which video it came from."""
+  """Random-access source yielding (index, record or its serialized bytes): the sample keeps its video index."""
 
   def __init__(self, source, name):
     self._source, self._name = source, name
