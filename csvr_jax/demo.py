@@ -35,19 +35,24 @@ def dataset_dir(config):
   from data_prep import synth_actions  # deferred: data_prep is only needed when the dataset is missing
   d = config.demo
   return synth_actions.generate_and_build(d.data_dir, num_classes=d.classes, videos_per_class=d.videos_per_class,
-                                          frames=d.frames, size=d.size, seed=config.seed)
+                                          frames=d.frames, size=d.size, seed=config.seed,
+                                          short_side=config.data.short_side)
 
 
 def pretrain_config(config, branches):
   """The demo config restricted to `branches`, with the same step budget: a stage left without any active
-  loss gives its steps to the last remaining stage, so every method trains as many steps."""
+  loss gives its steps to the last remaining stage, so every method trains as many steps; a stage whose
+  remaining losses equal the previous stage's joins it (same computation: one compiled step, not two)."""
   from configs import base  # the stage constructor lives with the config defaults
   c = config.copy_and_resolve_references()
   c.loss.branches = tuple(branches)
   kept, spare = [], 0
   for s in c.train.stages:
     losses = [l for l in s.losses if l in branches]
-    if losses:
+    if kept and losses == kept[-1][2] and s.steps >= 0 and kept[-1][1] >= 0:
+      kept[-1][1] += s.steps
+      kept[-1][3] += [n for n in s.trainable if n not in kept[-1][3]]
+    elif losses:
       kept.append([s.name, s.steps, losses, list(s.trainable)])
     else:
       spare += s.steps

@@ -227,9 +227,10 @@ def generate(out_dir, num_classes=10, videos_per_class=20, frames=64, size=112, 
 
 
 def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64, size=128, seed=0, context=0.5,
-                       workers=1, name='synth_actions'):
+                       workers=1, name='synth_actions', short_side=128):
   """SynthActions end to end, for the demo: raw files in <data_dir>/raw, then data_prep.build's ucf101 layout
-  with the OpenPose ground truth. Returns the dataset dir (<data_dir>/<name>/1.0.0).
+  with the OpenPose ground truth, frames stored at `short_side`. Returns the dataset dir
+  (<data_dir>/<name>/<version>).
 
   Idempotent: raw files and dataset made earlier with the same arguments are reused; other arguments
   regenerate both.
@@ -237,11 +238,12 @@ def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64,
   from data_prep import builder  # pylint: disable=g-import-not-at-top - keeps the generator light to import
   raw = os.path.join(data_dir, 'raw')
   wanted = dict(classes=class_names(num_classes), videos_per_class=videos_per_class, frames=frames, size=size,
-                seed=seed, context=context, fps=25, gop=16)
+                seed=seed, context=context, fps=25, gop=16, short_side=short_side)
   meta_path = os.path.join(raw, 'synth_actions.json')
   spec = builder.BuildSpec(layout='ucf101', videos_dir=os.path.join(raw, 'videos'),
                            annotations=os.path.join(raw, 'ucfTrainTestlist'),
-                           poses='openpose:' + os.path.join(raw, 'poses'), out_dir=data_dir, name=name)
+                           poses='openpose:' + os.path.join(raw, 'poses'), out_dir=data_dir, name=name,
+                           short_side=short_side)
   have = None
   if os.path.exists(meta_path):
     with open(meta_path) as f:
@@ -250,6 +252,8 @@ def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64,
     for stale in (raw, os.path.join(data_dir, name), builder.work_dir(spec)):
       shutil.rmtree(stale, ignore_errors=True)
     generate(raw, num_classes, videos_per_class, frames, size, seed, context)
+    with open(meta_path, 'w') as f:  # generate's record plus the build option: both decide what is reused
+      json.dump(wanted, f, indent=1)
   return builder.build(spec, workers=workers)['dataset_dir']
 
 
