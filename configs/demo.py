@@ -56,8 +56,8 @@ def get_config(arg=None):
     c.finetune.num_classes = 5
     c.demo.classes = 5
     c.demo.videos_per_class = 8
-    set_schedule(c, branch_steps=0, joint_steps=4)
-    c.finetune.total_steps = 4
+    set_schedule(c, branch_steps=0, joint_steps=2)
+    c.finetune.total_steps = 2
     c.data.num_eval_clips = 2
   elif arg == 'research':
     # The research check (README): the full demo's shapes and data with a ~3x longer schedule. Over this many
