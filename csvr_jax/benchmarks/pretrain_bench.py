@@ -84,8 +84,10 @@ def useful_flops_per_clip(config):
 
 
 def _time(run_one, steps, warmup, repeats):
+  out = None
   for _ in range(warmup):
-    run_one()
+    out = run_one()
+  jax.block_until_ready(out)  # the first window must not also wait for the warm-up steps
   windows = []
   for _ in range(repeats):
     t0 = time.perf_counter()
