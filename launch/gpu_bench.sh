@@ -46,6 +46,14 @@ if [ -f "$AUTOTUNE_IN" ]; then
   tar xzf "$AUTOTUNE_IN" -C "$AUTOTUNE_DIR" && echo "restored $(find "$AUTOTUNE_DIR" -type f | wc -l) autotune results"
 fi
 save_autotune() { tar czf "$OUT/autotune_cache.tgz" -C "$AUTOTUNE_DIR" . 2>/dev/null; }
+# Progress of autotuning (one cache file per tuned convolution or fusion) and the GPU's load, every 20 s: tells
+# whether a long compile is autotuning (files appear) or something else.
+( while sleep 20; do
+    echo "$(( $(date +%s) - START ))s autotune_results=$(find "$AUTOTUNE_DIR" -type f | wc -l)" \
+      "gpu=$(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null | tr -d '\n')"
+  done >> "$OUT/progress.txt" ) &
+MONITOR=$!
+trap 'kill $MONITOR 2>/dev/null' EXIT
 
 # SHAPE / TIMING override the clip shape and step counts (tiny values make a CPU check of this script).
 read -r -a SHAPE <<< "${SHAPE:---crop=112 --frames=16 --width=1.0}"
@@ -73,7 +81,7 @@ run() {
 # step > 130 s for its first mode; its programs now compile in parallel threads). STEPS selects a subset, e.g. STEPS="pretrain" REF= for a rerun.
 # The XLA default of csvr_jax is --xla_gpu_force_conv_nhwc=true (csvr_jax/xla_flags.py); =false is XLA's own
 # heuristic (NCDHW 3D convolutions on Hopper), the naive port's baseline.
-STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r2p1d_pad8 r3d_pad8 r2p1d_native r2p1d_native_nhwc r3d_b64}
+STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r3d_pad8_ref pretrain_branches r2p1d_pad8 r3d_pad8 r2p1d_native r2p1d_native_nhwc r3d_b64}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 FT=(--what=finetune_step --batch="$BATCH")
 REF=${REF---reference=torch}   # REF= skips the torch reference (e.g. a rerun on the same machine)
@@ -84,9 +92,20 @@ want r2p1d_default && run r2p1d_default 150 "$XLA_OWN" "${FT[@]}" --arch=r2plus1
   --label=xla_default
 want r3d_nhwc && run r3d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --profile --hlo_dir="$OUT" --label=nhwc
 want r2p1d_nhwc && run r2p1d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --profile --label=nhwc
-PRETRAIN_BRANCHES=${PRETRAIN_BRANCHES:-1}  # 1: also the single-branch stages (the per-branch breakdown)
-want pretrain && run pretrain 240 "$NHWC" --what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" \
-  --gan_update=one_stage,alternating --pretrain_branches="$PRETRAIN_BRANCHES" --label=pretrain_nhwc
+# The pretraining step's compile: 62 small dots (heads, InfoNCE, device-side blur and colour jitter) would each
+# get Triton GEMM autotuning (dozens of kernel configs compiled per dot) - cuBLAS serves them instead; autotune
+# level 2 (XLA's default is 4) still initialises buffers but skips re-initialising and cross-checking every
+# candidate algorithm against a reference. Neither changes the maths.
+PRETRAIN_XLA="$NHWC ${PRETRAIN_XLA_EXTRA---xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=2}"
+PRETRAIN=(--what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" --gan_update=one_stage,alternating)
+want pretrain && run pretrain 240 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --pretrain_branches=false --label=pretrain_nhwc
+# fold_pad8 against torch in the same process (the R3D-18 stem reads RGB: 3 channels, cuDNN pads them).
+want r3d_pad8_ref && run r3d_pad8_ref 110 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_pad8 $REF --label=nhwc
+want r2p1d_pad8_ref && run r2p1d_pad8_ref 110 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_pad8 $REF \
+  --label=nhwc
+# The single-branch stages alone (per-branch breakdown; most of their convolutions are tuned by then).
+want pretrain_branches && run pretrain_branches 120 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --pretrain_joint=false \
+  --pretrain_branches=true --label=pretrain_nhwc
 # The finetune step with csvr_jax's defaults against torch in the same process run (a rerun of the ratios).
 want r3d_nhwc_ref && run r3d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 $REF --label=nhwc
 want r2p1d_nhwc_ref && run r2p1d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 $REF --label=nhwc

@@ -35,6 +35,7 @@ def _define(kind, name, default, help_text):
 
 _define('list', 'gan_update', ['one_stage', 'alternating'], 'Pretraining GAN update modes to measure.')
 _define('bool', 'pretrain_branches', False, 'Also time the single-branch stages (per-branch breakdown).')
+_define('bool', 'pretrain_joint', True, 'Time the joint stage (false: only --pretrain_branches).')
 FLAGS = flags.FLAGS
 
 BRANCH_STAGES = ('pose', 'context', 'video_warmup')
@@ -201,7 +202,7 @@ def bench_pretrain(arch):
     return
   base['init_s'] = init_s
   fwd = useful_flops_per_clip(config)
-  groups = [['joint']] + ([list(BRANCH_STAGES)] if FLAGS.pretrain_branches else [])
+  groups = ([['joint']] if FLAGS.pretrain_joint else []) + ([list(BRANCH_STAGES)] if FLAGS.pretrain_branches else [])
   for group in groups:
     holder = {'state': state}
     for r in bench_group(arch, group, modes, holder, batch, lambda st: steps_lib.StepFns(
