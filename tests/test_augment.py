@@ -87,15 +87,21 @@ def test_random_crop_box_in_range():
 
 
 def test_render_views_matches_decoding_each_view_alone():
-  # Views in request order, a frame shared by several views, frames of two sizes (the decode buffer is reused
-  # per size), flips: the same pixels as decoding each view's frame and cropping it on its own.
+  # Views in request order, a frame shared by several views, frames of three sizes (the decode buffer is reused
+  # while frames fit and re-sized for a larger one), runs of flipped views: the same pixels as decoding each
+  # view's frame and cropping it on its own.
   rng = np.random.default_rng(3)
-  sizes = [(H, W), (H, W), (W, H), (H, W)]
+  sizes = [(H, W), (H, W), (W, H), (H, W), (H + 16, W + 8)]
   jpegs = [_jpeg(cv2.GaussianBlur(rng.integers(0, 256, hw + (3,), dtype=np.uint8), (0, 0), 2)) for hw in sizes]
   views = [(1, (2, 3, 20, 25), False), (0, (0, 0, H, W), True), (1, (5, 1, 16, 16), True),
-           (2, (4, 4, 30, 20), False), (3, (1, 2, 18, 30), True), (1, (2, 3, 20, 25), True)]
+           (2, (4, 4, 30, 20), False), (3, (1, 2, 18, 30), True), (1, (2, 3, 20, 25), True),
+           (4, (H, W, 16, 8), True), (4, (0, 0, H + 16, W + 8), False), (3, (1, 2, 18, 30), False)]
   out = augment.render_views(jpegs, views, S)
   assert out.shape == (len(views), S, S, 3) and out.dtype == np.uint8
+  into = np.zeros((len(views) + 1, S, S, 3), np.uint8)
+  assert augment.render_views(jpegs, views, S, out=into[1:]).base is into  # renders into the given array
+  np.testing.assert_array_equal(into[1:], out)
+  assert not into[0].any()
   for k, (i, box, flip) in enumerate(views):
     want = augment.crop_resize(augment.decode_jpeg(jpegs[i]), box, S)
     np.testing.assert_array_equal(out[k], want[:, ::-1] if flip else want, err_msg=str(k))

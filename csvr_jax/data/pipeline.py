@@ -92,20 +92,22 @@ def pretrain_sample(record, video_index, c, rng):
   flip = bool(rng.random() < c.flip_prob)
   num_iframes = int(iframe_mask.sum())  # valid slots come first
   iframe_boxes = [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)]
-  iframe_flips = [bool(f) for f in rng.random(num_iframes) < c.flip_prob]
+  iframe_flips = (rng.random(num_iframes) < c.flip_prob).tolist()
   # Clip and future clip share the box and flip: one pose transform of the whole window; each I-frame has its
-  # own box and flip. All views in one pass, so a frame in both the window and the I-frames is decoded once.
-  views = augment.render_views(
-      jpegs, [(i, box, flip) for i in window.frames.tolist()]
-      + list(zip(iframe_idx[:num_iframes].tolist(), iframe_boxes, iframe_flips)), size)
-  n_win = len(window.frames)
-  iframes = np.zeros((c.max_iframes, size, size, 3), np.uint8)
-  iframes[:num_iframes] = views[n_win:]
+  # own box and flip. All views in one pass, so a frame in both the window and the I-frames is decoded once,
+  # rendered into one array [window views, I-frame slots] that the fields below are views of (Batch copies).
+  frames = window.frames.tolist()
+  n_win = len(frames)
+  views = np.empty((n_win + c.max_iframes, size, size, 3), np.uint8)
+  augment.render_views(jpegs, [(i, box, flip) for i in frames]
+                       + list(zip(iframe_idx[:num_iframes].tolist(), iframe_boxes, iframe_flips)), size,
+                       out=views[:n_win + num_iframes])
+  views[n_win + num_iframes:] = 0
   pose_xy, pose_conf = augment.transform_poses(*sampling.pose_window(record['poses'], window), box, hw, flip)
   return {
       'clip': views[:t],
       'future_clip': views[t:n_win],
-      'iframes': iframes,
+      'iframes': views[n_win:],
       'iframe_mask': iframe_mask,
       'pose_in': pose_xy[:t], 'pose_in_conf': pose_conf[:t],
       'pose_gt': pose_xy[t:], 'pose_gt_conf': pose_conf[t:],

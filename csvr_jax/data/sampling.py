@@ -100,20 +100,22 @@ def select_iframes(keyframe_indices, clip_frames, margin, max_iframes, rng):
   Returns:
     indices (M,) int32 frame indices (padding slots repeat the first valid one), mask (M,) bool.
   """
-  keys = np.unique(np.asarray(keyframe_indices, np.int64).reshape(-1))
-  lo, hi = int(np.min(clip_frames)) - margin, int(np.max(clip_frames)) + margin
-  inside = keys[(keys >= lo) & (keys <= hi)]
-  if inside.size > max_iframes:
-    inside = np.sort(inside[rng.permutation(inside.size)[:max_iframes]])  # uniform subset (~4x cheaper than choice)
-  elif inside.size == 0:
-    if keys.size:
+  # Python lists: K and T are tens of ints, where each numpy call (unique, min, masks) costs more than the work.
+  keys = sorted(set(np.asarray(keyframe_indices, np.int64).reshape(-1).tolist()))
+  clip = np.asarray(clip_frames).reshape(-1).tolist()
+  lo, hi = min(clip) - margin, max(clip) + margin
+  inside = [k for k in keys if lo <= k <= hi]
+  if len(inside) > max_iframes:
+    pick = rng.permutation(len(inside))[:max_iframes].tolist()  # uniform subset (~4x cheaper than choice)
+    inside = sorted(inside[j] for j in pick)
+  elif not inside:
+    if keys:
       centre = 0.5 * (lo + hi)
-      inside = keys[[int(np.argmin(np.abs(keys - centre)))]]
+      inside = [min(keys, key=lambda k: abs(k - centre))]  # the first of equally near ones
     else:
-      inside = np.asarray([int(clip_frames[0])])
-  n = inside.size
-  indices = np.full(max_iframes, inside[0], np.int32)
-  indices[:n] = inside
+      inside = [clip[0]]
+  n = len(inside)
+  indices = np.asarray(inside + inside[:1] * (max_iframes - n), np.int32)
   mask = np.arange(max_iframes) < n
   return indices, mask
 
