@@ -45,6 +45,7 @@ def get_config(arg=None):
   c.model.inet = 'r2d_10'
   c.model.width = 1.0              # channel multiplier of V- and I-Network (tiny CPU configs use < 1)
   c.model.dtype = 'float32'        # compute dtype (bfloat16 on accelerators); params stay float32
+  c.model.conv_impl = 'fold'       # video ResNet convolutions: fold | native | fold_pad8 (GPU recipes)
   c.model.sync_bn = True           # BatchNorm statistics over the global batch (all devices)
   c.model.embed_dim = 128          # output of the projection heads g^V, g^I
   c.model.head_hidden = 512        # hidden width of the two-layer MLP heads

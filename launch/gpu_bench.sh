@@ -30,10 +30,9 @@ fi
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# XLA's autotuning of the pretraining step's large 3D convolutions (the video generators run at 16x112x112 with
-# up to 128 channels) is most of its compile time: measured on an H200 on 2026-11-26, the joint step's programs
-# did not finish compiling within 440 s, while with --xla_gpu_autotune_level=0 they compiled in 33 s (but then ran
-# seconds per step, not milliseconds, on cuDNN's heuristic algorithms). JAX's persistent cache keeps XLA's per-fusion autotune results
+# Autotuning is most of the pretraining step's compile time: on an H200 (2026-11-26) its joint-stage programs were
+# still compiling after 440 s with XLA's defaults, and compiled in 62 s with --xla_gpu_enable_triton_gemm=false
+# --xla_gpu_autotune_level=2 (csvr_jax's defaults since; PRETRAIN_XLA below names them explicitly). JAX's persistent cache keeps XLA's per-fusion autotune results
 # as each is found, so the work survives a killed run: $OUT/autotune_cache.tgz comes back after every run, and a
 # later call that carries it as $AUTOTUNE_IN (default .gpu_cache/autotune_cache.tgz) starts from those results.
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/csvr_jax_cache}

@@ -10,6 +10,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+DEFAULTS = '--xla_gpu_force_conv_nhwc=true --xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=2'
+
 
 def test_finetune_step_cli_writes_json(tmp_path):
   out = tmp_path / 'steps.json'
@@ -34,7 +36,7 @@ def test_finetune_step_cli_writes_json(tmp_path):
   with gzip.open(tmp_path / 'finetune_c3d_cpu_test.hlo.txt.gz', 'rt') as f:
     assert 'ENTRY' in f.read()
   assert 'finetune_step  c3d' in p.stdout  # the printed table
-  assert report['xla_flags'] == '--xla_gpu_force_conv_nhwc=true'  # the project's default, set by bench.py
+  assert report['xla_flags'] == DEFAULTS  # the project's defaults, set by bench.py
 
 
 def test_hlo_summary_counts_cudnn_convs_and_layout_changes():
@@ -109,13 +111,14 @@ def test_merge_reports_recomputes_ratios_across_runs(tmp_path):
 def test_default_xla_flags_append_but_never_override():
   from csvr_jax import xla_flags
   env = {}
-  assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=true'
+  assert xla_flags.set_default_xla_flags(env) == DEFAULTS
   env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
   xla_flags.set_default_xla_flags(env)
-  assert env['XLA_FLAGS'] == '--xla_force_host_platform_device_count=8 --xla_gpu_force_conv_nhwc=true'
-  env = {'XLA_FLAGS': '--xla_gpu_force_conv_nhwc=false'}
-  assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=false'
-  assert xla_flags.set_default_xla_flags(env) == '--xla_gpu_force_conv_nhwc=false'  # idempotent
+  assert env['XLA_FLAGS'] == '--xla_force_host_platform_device_count=8 ' + DEFAULTS
+  env = {'XLA_FLAGS': '--xla_gpu_force_conv_nhwc=false --xla_gpu_autotune_level=4'}
+  want = '--xla_gpu_force_conv_nhwc=false --xla_gpu_autotune_level=4 --xla_gpu_enable_triton_gemm=false'
+  assert xla_flags.set_default_xla_flags(env) == want
+  assert xla_flags.set_default_xla_flags(env) == want  # idempotent
 
 
 def test_pretrain_bench_batch_follows_the_contract():

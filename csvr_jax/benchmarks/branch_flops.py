@@ -30,7 +30,7 @@ def branch_modules(config, bn_axis_name=None):
   dt = jnp.dtype(m.dtype)
   kw = dict(width=m.width, dtype=dt, bn_axis_name=bn_axis_name)
   mods = {
-      'vnet': models.get_video_backbone(m.vnet, **kw),
+      'vnet': models.get_video_backbone(m.vnet, conv_impl=m.conv_impl, **kw),
       'inet': models.get_image_backbone(m.inet, **kw),
       'head_v': heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dt),
       'head_i': heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dt),
@@ -55,7 +55,9 @@ def _measure(module, *args):
   variables = jax.eval_shape(lambda *a: module.init(key, *a, train=False), *args)
   params = sum(math.prod(x.shape) for x in jax.tree.leaves(variables['params']))
   fn = lambda v, *a: module.apply(v, *a, train=False)
-  cost = jax.jit(fn).lower(variables, *args).cost_analysis()
+  # Lowered for the CPU: a GPU lowering leaves cuDNN convolutions out of (or gives no) cost analysis.
+  with jax.default_device(jax.local_devices(backend='cpu')[0]):
+    cost = jax.jit(fn).lower(variables, *args).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # older jax returned one dict per device
   return params, float(cost['flops']), jax.eval_shape(fn, variables, *args)
 

@@ -78,7 +78,9 @@ def useful_flops_per_clip(config):
   try:
     from csvr_jax.benchmarks import branch_flops  # pylint: disable=import-outside-toplevel
     rows = {name: gflops * 1e9 for name, _, gflops in branch_flops.branch_rows(config)}
-  except Exception:  # pylint: disable=broad-except  # MFU is then from XLA's count
+  except Exception as e:  # pylint: disable=broad-except  # MFU is then from XLA's count
+    print(f'analytic FLOPs unavailable ({type(e).__name__}: {e}); MFU falls back to XLA\'s count, which on a '
+          'GPU leaves out the cuDNN convolutions', flush=True)
     return None
   twice = ('pose_d', 'video_d_rec', 'video_d_pred')
   return sum(f * (2 if name in twice else 1) for name, f in rows.items())

@@ -18,7 +18,8 @@ from csvr_jax import parallel
 
 def build_backbone(config, arch, width, bn_axis_name=None):
   """The linen V-Network with the config's compute dtype."""
-  return models.get_video_backbone(arch, width=width, dtype=config.model.dtype, bn_axis_name=bn_axis_name)
+  return models.get_video_backbone(arch, width=width, dtype=config.model.dtype, bn_axis_name=bn_axis_name,
+                                   conv_impl=config.model.conv_impl)
 
 
 def init_key(seed):

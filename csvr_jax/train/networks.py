@@ -49,7 +49,7 @@ class Networks:
     axis = AXIS if config.model.sync_bn else None
     m, d = config.model, config.data
     kw = dict(width=m.width, dtype=m.dtype, bn_axis_name=axis, remat=config.train.remat)
-    self.modules = {'vnet': models.get_video_backbone(m.vnet, **kw),
+    self.modules = {'vnet': models.get_video_backbone(m.vnet, conv_impl=m.conv_impl, **kw),
                     'inet': models.get_image_backbone(m.inet, **kw)}
     self.modules.update(_branch_modules(config, axis))
     self.noise_dims = {'pose_g': m.pose_noise_dim, 'video_g_rec': m.video_noise_dim,
@@ -110,7 +110,7 @@ def _output(name, out):
 def _vnet_feature_shape(config):
   """Shape of the V-Network's last feature map for one clip, from abstract evaluation (no compile)."""
   m, d = config.model, config.data
-  vnet = models.get_video_backbone(m.vnet, width=m.width, dtype=m.dtype)
+  vnet = models.get_video_backbone(m.vnet, width=m.width, dtype=m.dtype, conv_impl=m.conv_impl)
   clip = jax.ShapeDtypeStruct((1, d.clip_len, d.crop_size, d.crop_size, 3), jnp.float32)
   out = jax.eval_shape(lambda x: vnet.init_with_output(jax.random.PRNGKey(0), x, train=False)[0], clip)
   return out['features'].shape[1:]
