@@ -95,6 +95,32 @@ def test_serialized_records_give_the_batches_of_decoded_records(dataset_dir):
     _assert_batches_equal(_take(iter(make(dataset_dir)), 3), _take(iter(make(decoded)), 3))
 
 
+def test_pretrain_batch_renders_the_samples_of_pretrain_sample(dataset_dir):
+  # The loader renders straight into its batch (and into shared memory in worker processes): the same rows as
+  # pretrain_sample with the same generators.
+  c = _config()
+  src = records.open_split(dataset_dir, 'train')
+  recs = [src[i] for i in range(len(src))]
+  samples = [pipeline.pretrain_sample(r, i, c, np.random.default_rng(i)) for i, r in enumerate(recs)]
+  for shared in (False, True):
+    batch_fn = pipeline._PretrainBatch(c)
+    if shared:
+      batch_fn.enable_shared_memory_output()
+    pending = [pipeline._PendingSample(*pipeline._pretrain_draws(r, i, c, np.random.default_rng(i)))
+               for i, r in enumerate(recs)]
+    batch = batch_fn(pending)
+    assert set(batch) == set(samples[0])
+    for k in batch:
+      np.testing.assert_array_equal(batch[k], np.stack([s[k] for s in samples]), err_msg=k)
+      assert batch[k].flags.c_contiguous
+    assert (type(batch['clip']).__name__ == 'SharedMemoryArray') == shared
+    assert batch['iframes'][~batch['iframe_mask']].size and not batch['iframes'][~batch['iframe_mask']].any()
+    for k in ('clip', 'future_clip', 'iframes'):
+      if shared:
+        batch[k].unlink_on_del()  # as grain's consumer does: the segments go away with the arrays
+    del batch
+
+
 def test_finetune_fields(dataset_dir):
   batch = next(iter(pipeline.finetune_loader(_config(), dataset_dir, 'train', 3, seed=1, shard_index=0,
                                              shard_count=1)))

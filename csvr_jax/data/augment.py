@@ -112,22 +112,28 @@ def render_views(jpegs, views, size, out=None):
   """Crop + resize + flip views of JPEG frames -> (N, size, size, 3) uint8, each needed frame decoded once.
 
   jpegs: indexable, frame index -> JPEG bytes. views: N tuples (frame index, box (y0, x0, h, w), flip).
-  out: optional C-contiguous (N, size, size, 3) uint8 array to render into (returned).
+  out: None (a new (N, size, size, 3) array), a C-contiguous (N, size, size, 3) uint8 array, or a list of
+  (n_k, size, size, 3) ones with sum n_k = N that the views fill in order (e.g. rows of batch arrays).
+  Returns `out`.
   A frame can serve several views (the clip, the future clip under the loop policy, the I-frames): its views are
   rendered right after decoding it, into one reused decode buffer, so decoded frames stay in the CPU cache
   instead of ~35 frames (~2.3 MB) per sample going through memory. The buffer is sized by the first frame
   (simplejpeg allocates it) and only re-sized when a frame does not fit: no header parse per frame.
-  Flips run after all resizes, one cv2.flip per run of consecutive flipped views (a clip is one run: its
-  frames stacked as rows of one (n * size, size, 3) image flip horizontally in a single call).
+  Flips run after all resizes, one cv2.flip per run of consecutive flipped views in an output array (a clip is
+  one run: its frames stacked as rows of one (n * size, size, 3) image flip horizontally in a single call).
   """
   if out is None:
     out = np.empty((len(views), size, size, 3), np.uint8)
+  blocks = [out] if isinstance(out, np.ndarray) else list(out)
+  if sum(len(block) for block in blocks) != len(views):
+    raise ValueError(f'render_views: {len(views)} views but room for {sum(len(b) for b in blocks)}')
+  dests = [block[j] for block in blocks for j in range(len(block))]
   by_frame = {}
-  flipped = []
+  flipped = set()
   for k, (i, box, flip) in enumerate(views):
-    by_frame.setdefault(int(i), []).append((out[k], box))
+    by_frame.setdefault(int(i), []).append((dests[k], box))
     if flip:
-      flipped.append(k)
+      flipped.add(k)
   buffer = None
   for i, targets in by_frame.items():
     data = jpegs[i]
@@ -142,14 +148,18 @@ def render_views(jpegs, views, size, out=None):
       buffer = frame
     for view, box in targets:
       crop_resize(frame, box, size, view)
-  for start, stop in _runs(flipped):
-    rows = out[start:stop].reshape(-1, size, 3)
-    cv2.flip(rows, 1, rows)  # in place; numpy's overlapping rows[:, ::-1] copy is ~20x slower
+  if flipped:
+    first = 0
+    for block in blocks:
+      for start, stop in _runs([k - first for k in range(first, first + len(block)) if k in flipped]):
+        rows = block[start:stop].reshape(-1, size, 3)
+        cv2.flip(rows, 1, rows)  # in place; numpy's overlapping rows[:, ::-1] copy is ~20x slower
+      first += len(block)
   return out
 
 
 def _runs(indices):
-  """Sorted ints -> [(start, stop)) ranges of consecutive values."""
+  """Sorted ints -> [start, stop) ranges of consecutive values."""
   runs = []
   for k in indices:
     if runs and runs[-1][1] == k:

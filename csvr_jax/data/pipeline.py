@@ -32,11 +32,16 @@ global order is dealt out round-robin, so processes see disjoint records. `to_gl
 each host's batch into one global jax.Array sharded along the batch axis. `split_size(dataset_dir, split)` gives
 the number of videos (for epoch lengths and `eval_batches_per_host`).
 
+Pretraining rendering happens in the batch step: the map draws a sample's randomness (window, I-frames, boxes,
+flips; poses transformed) and the batch_fn (`_PretrainBatch`) decodes and crops every row straight into the
+batch arrays (in worker processes: into the shared memory grain hands batches over in), instead of per-sample
+arrays that Batch then copies; same draws, same pixels (`pretrain_sample` is the one-row reference).
+
 Throughput (python -m csvr_jax.bench --what=pipeline; records prepared as data_prep.build does, 180 frames of
-128x170 JPEG q90 per video): see README. Per sample, CPU time on the dev VM splits into decoding the ~34
-sampled JPEGs (~45%), crop + resize + flip (~17%), reading the serialized record (~0.5-1 ms, ~10%), parsing
-only the fields and frames it uses (records.SerializedRecord, ~0.2 ms) and the rest (sampling, poses, grain's
-sampler and batching).
+128x170 JPEG q90 per video): see README. Per sample, CPU time on the dev VM splits into decoding the ~35
+sampled JPEGs (~50%), crop + resize + flip (~20%), reading the serialized record (~0.5-1 ms, ~11%), parsing
+only the fields and frames it uses (records.SerializedRecord, ~4%), grain's sampler and batching (~6%) and
+sampling + poses + crop boxes (~5%).
 """
 import collections
 import ctypes
@@ -48,6 +53,7 @@ import grain
 import jax
 import numpy as np
 from absl import flags
+from grain._src.python.ipc import shared_memory_array  # where grain's own batching writes worker output
 
 from csvr_jax.data import augment
 from csvr_jax.data import records
@@ -79,9 +85,14 @@ _keep_large_buffers_in_heap()
 
 
 # ----------------------------------------------------------------------------------------- samples (pure)
-def pretrain_sample(record, video_index, c, rng):
-  """One pretraining sample (the per-row fields of the pretrain batch contract) from a video record."""
-  n, size, t = int(record['num_frames']), c.crop_size, c.clip_len
+def _pretrain_draws(record, video_index, c, rng):
+  """The random draws of one pretraining sample -> (fields, jpegs, views), nothing decoded yet.
+
+  fields: the batch contract's fields except the pixels ('iframe_mask', poses, 'video_index', 'label',
+  'looped'). views: for augment.render_views, the window's T + T' frames (one box and flip), then the valid
+  I-frames (own box and flip each).
+  """
+  n, t = int(record['num_frames']), c.clip_len
   window = sampling.sample_window(n, t + c.future_len, c.stride, c.short_video_policy, rng)
   clip_w, _ = sampling.split_clip_future(window, t)
   iframe_idx, iframe_mask = sampling.select_iframes(record['keyframe_indices'], clip_w.frames, c.iframe_margin,
@@ -94,20 +105,11 @@ def pretrain_sample(record, video_index, c, rng):
   iframe_boxes = [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)]
   iframe_flips = (rng.random(num_iframes) < c.flip_prob).tolist()
   # Clip and future clip share the box and flip: one pose transform of the whole window; each I-frame has its
-  # own box and flip. All views in one pass, so a frame in both the window and the I-frames is decoded once,
-  # rendered into one array [window views, I-frame slots] that the fields below are views of (Batch copies).
-  frames = window.frames.tolist()
-  n_win = len(frames)
-  views = np.empty((n_win + c.max_iframes, size, size, 3), np.uint8)
-  augment.render_views(jpegs, [(i, box, flip) for i in frames]
-                       + list(zip(iframe_idx[:num_iframes].tolist(), iframe_boxes, iframe_flips)), size,
-                       out=views[:n_win + num_iframes])
-  views[n_win + num_iframes:] = 0
+  # own box and flip. All views in one pass, so a frame in both the window and the I-frames is decoded once.
+  views = ([(i, box, flip) for i in window.frames.tolist()]
+           + list(zip(iframe_idx[:num_iframes].tolist(), iframe_boxes, iframe_flips)))
   pose_xy, pose_conf = augment.transform_poses(*sampling.pose_window(record['poses'], window), box, hw, flip)
-  return {
-      'clip': views[:t],
-      'future_clip': views[t:n_win],
-      'iframes': views[n_win:],
+  fields = {
       'iframe_mask': iframe_mask,
       'pose_in': pose_xy[:t], 'pose_in_conf': pose_conf[:t],
       'pose_gt': pose_xy[t:], 'pose_gt_conf': pose_conf[t:],
@@ -115,6 +117,29 @@ def pretrain_sample(record, video_index, c, rng):
       'label': np.int32(record['label']),
       'looped': np.bool_(window.looped),
   }
+  return fields, jpegs, views
+
+
+def _render_pretrain(jpegs, views, size, clip, future_clip, iframes):
+  """Renders `views` into clip (T, S, S, 3), future_clip (T', S, S, 3) and iframes (M, S, S, 3) uint8 arrays
+  (C-contiguous, e.g. rows of batch arrays); I-frame slots without a view are zeroed."""
+  num_iframes = len(views) - len(clip) - len(future_clip)
+  augment.render_views(jpegs, views, size, out=[clip, future_clip, iframes[:num_iframes]])
+  iframes[num_iframes:] = 0
+
+
+def pretrain_sample(record, video_index, c, rng):
+  """One pretraining sample (the per-row fields of the pretrain batch contract) from a video record.
+
+  The pretrain loader makes the same draws and renders them straight into its batch (`_PretrainBatch`).
+  """
+  fields, jpegs, views = _pretrain_draws(record, video_index, c, rng)
+  t, tf, m, s = c.clip_len, c.future_len, c.max_iframes, c.crop_size
+  pixels = np.empty((t + tf + m, s, s, 3), np.uint8)
+  sample = {'clip': pixels[:t], 'future_clip': pixels[t:t + tf], 'iframes': pixels[t + tf:]}
+  _render_pretrain(jpegs, views, s, **sample)
+  sample.update(fields)
+  return sample
 
 
 def _clip_views(jpegs, frames, box, size, flip):
@@ -233,14 +258,57 @@ def _params(data_config):
   return types.SimpleNamespace(**data_config.to_dict())
 
 
+class _PendingSample:
+  """A pretraining sample between the map (random draws) and the batch (rendering): a leaf for grain."""
+
+  __slots__ = ('fields', 'jpegs', 'views')
+
+  def __init__(self, fields, jpegs, views):
+    self.fields, self.jpegs, self.views = fields, jpegs, views
+
+
 class _PretrainMap(grain.transforms.RandomMap):
+  """Per record: the sample's random draws (rng = grain's per-position generator); pixels come in the batch."""
 
   def __init__(self, data_config):
     self._c = _params(data_config)
 
   def random_map(self, element, rng):
     index, record = element
-    return pretrain_sample(_as_record(record), index, self._c, rng)
+    return _PendingSample(*_pretrain_draws(_as_record(record), index, self._c, rng))
+
+
+class _PretrainBatch:
+  """grain batch_fn of the pretrain loader: renders each sample's views straight into the batch arrays.
+
+  Skips per-sample pixel arrays and their copy into the batch (np.stack: ~3% of a sample's CPU time, and the
+  cache traffic of 1.4 MB per sample written twice). In worker processes grain asks for shared-memory output
+  (`enable_shared_memory_output`): the batch is then rendered straight into the shared memory it is handed
+  over in, as grain's own batching does.
+  """
+
+  def __init__(self, data_config):
+    self._c = _params(data_config)
+    self._shared = False
+
+  def enable_shared_memory_output(self):
+    self._shared = True
+
+  def _empty(self, shape):
+    if self._shared:
+      return shared_memory_array.SharedMemoryArray(shape, dtype=np.uint8)
+    return np.empty(shape, np.uint8)
+
+  def __call__(self, samples):
+    c, b, s = self._c, len(samples), self._c.crop_size
+    batch = {'clip': self._empty((b, c.clip_len, s, s, 3)), 'future_clip': self._empty((b, c.future_len, s, s, 3)),
+             'iframes': self._empty((b, c.max_iframes, s, s, 3))}
+    for row, sample in enumerate(samples):
+      _render_pretrain(sample.jpegs, sample.views, s, batch['clip'][row], batch['future_clip'][row],
+                       batch['iframes'][row])
+    for key in samples[0].fields:
+      batch[key] = np.stack([sample.fields[key] for sample in samples])
+    return batch
 
 
 class _FinetuneMap(grain.transforms.RandomMap):
@@ -312,7 +380,8 @@ def pretrain_loader(data_config, dataset_dir, split, batch_size, seed, shard_ind
   """
   source, name = _open(dataset_dir, split)
   sampler = grain.samplers.IndexSampler(len(source), shuffle=True, seed=seed, num_epochs=num_epochs)
-  ops = [_PretrainMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]
+  ops = [_PretrainMap(data_config),
+         grain.transforms.Batch(batch_size, drop_remainder=True, batch_fn=_PretrainBatch(data_config))]
   return _loader(IndexedSource(source, name), sampler, ops, _shard_options(shard_index, shard_count), data_config,
                  num_workers)
 
