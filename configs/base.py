@@ -170,4 +170,6 @@ def get_config(arg=None):
   c.demo.videos_per_class = 20
   c.demo.frames = 64
   c.demo.size = 128
+  c.demo.context = 0.5             # P(scene = the class's own scene); otherwise random (data_prep.synth_actions)
+  c.demo.processes = 2             # the three methods run in this many processes (capped at the CPU count)
   return c

@@ -61,6 +61,8 @@ def get_config(arg=None):
     c.demo.classes = 5
     c.demo.videos_per_class = 8
     set_schedule(c, branch_steps=0, joint_steps=2)
+    c.train.batch_size = 4  # the steps run unoptimised code (fast_compile): half the batch, half the step time
+    c.finetune.batch_size = 4
     c.finetune.total_steps = 2
     c.data.num_eval_clips = 2
   elif arg == 'research':

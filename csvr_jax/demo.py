@@ -4,8 +4,9 @@
    the next run reuses it).
 2. Pretraining with the same budget (`config.train.stages`) for full CSVR and for the context-matching branch
    alone (the paper's Table I ablation), each in workdir/pretrain_<method>/, then exported.
-3. For CSVR, context-only and random initialisation (the paper's "from scratch"): linear probe, retrieval
-   (R@k, kNN) and a short finetune, each in workdir/eval_<method>/.
+3. For CSVR, context-only and random initialisation (the paper's "from scratch", exported to
+   workdir/random_init/export like the pretrained backbones): linear probe, retrieval (R@k, kNN) and a short
+   finetune, each in workdir/eval_<method>/.
 4. All runs merged into workdir/results.json; workdir/report.md with the table and plots.
 
 Every stage resumes: a rerun with the same workdir skips finished pretraining (its checkpoint is complete) and
@@ -35,7 +36,7 @@ def dataset_dir(config):
   from data_prep import synth_actions  # deferred: data_prep is only needed when the dataset is missing
   d = config.demo
   return synth_actions.generate_and_build(d.data_dir, num_classes=d.classes, videos_per_class=d.videos_per_class,
-                                          frames=d.frames, size=d.size, seed=config.seed,
+                                          frames=d.frames, size=d.size, seed=config.seed, context=d.context,
                                           short_side=config.data.short_side)
 
 
@@ -62,29 +63,76 @@ def pretrain_config(config, branches):
   return c
 
 
+def export_meta(config, step, source):
+  """meta.json of a demo export (checkpoint.META_KEYS), as `--mode=export` writes it; step None: not
+  pretrained (the report's table shows '-', as for a torchvision import)."""
+  d = config.data
+  return dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
+              crop_size=int(d.crop_size), mean=list(d.mean), std=list(d.std), step=step, source=source)
+
+
 def pretrain_and_export(config, workdir):
-  """Pretrains (resuming if interrupted) and exports; returns the export dir."""
+  """Pretrains (resuming if interrupted) and exports the final V-Network; returns the export dir.
+
+  The export is written from the final state in memory: the same arrays `--mode=export` would read back from
+  the final checkpoint (which pretraining has just written), without restoring the whole TrainState."""
   from csvr_jax.train import pretrain  # deferred: imports the whole training stack
   export_dir = os.path.join(workdir, 'export')
   if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
-    pretrain.run(config, workdir)
-    checkpoint.export_mode(config, workdir)
+    state, _ = pretrain.run(config, workdir)
+    step = int(state.step)
+    source = os.path.join(os.path.abspath(workdir), checkpoint.CHECKPOINT_DIR, str(step))
+    checkpoint.save_backbone_export(export_dir, pretrain.vnet_variables(state), export_meta(config, step, source))
+    print(f'demo: exported V-Network {config.model.vnet} (step {step}) to {os.path.abspath(export_dir)}')
+  return export_dir
+
+
+def random_init_export(config, workdir):
+  """The "from scratch" backbone (backbone_init's random initialisation, seed config.seed) written as an export
+  like the pretrained ones: the three methods then feed identical programs (the export stores every array as
+  float32, the freshly initialised BatchNorm counter is int32), so the evaluations compile once for all."""
+  from csvr_jax.train import backbone_init  # deferred with the training stack
+  export_dir = os.path.join(workdir, 'export')
+  if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
+    c = config.copy_and_resolve_references()
+    c.checkpoint.init_from = ''
+    _, variables, _ = backbone_init.load_backbone(c)
+    checkpoint.save_backbone_export(export_dir, variables,
+                                    export_meta(c, None, f'random initialisation, seed {c.seed}'))
   return export_dir
 
 
 def evaluate_method(config, method, init_from, workdir):
   """Linear probe, retrieval and a short finetune of one backbone init; results in workdir/results.json."""
-  from csvr_jax.train import evaluate, finetune  # deferred with the training stack
+  from csvr_jax.train import finetune  # deferred with the training stack
   c = config.copy_and_resolve_references()
   c.checkpoint.init_from = init_from
   c.eval.method_name = method
   done = {k for r in report.load_results(workdir)['runs'] for k in r['metrics']}
-  if 'linear_probe/top1' not in done:
-    evaluate.linear_probe_mode(c, workdir)
-  if 'retrieval/R@1' not in done:
-    evaluate.retrieval_mode(c, workdir)
+  if not {'linear_probe/top1', 'retrieval/R@1'} <= done:
+    frozen_evaluations(c, workdir)
   if 'finetune/top1' not in done:
     finetune.run(c, workdir)
+
+
+def frozen_evaluations(config, workdir):
+  """`--mode=linear_probe` and `--mode=retrieval` on one extraction of the frozen features (each mode would
+  extract the same train and test features again); same metrics, same keys in workdir/results.json."""
+  from csvr_jax.data import records  # deferred with the data and training stack
+  from csvr_jax.train import backbone_init, evaluate
+  model, variables, meta = backbone_init.load_backbone(config)
+  d = config.data
+  q, ql = evaluate.split_features(config, d.dataset_dir, d.eval_split, model.apply, variables)
+  g, gl = evaluate.split_features(config, d.dataset_dir, d.train_split, model.apply, variables)
+  names = records.class_names(d.dataset_dir)
+  lp = evaluate.linear_probe_metrics(config, q, ql, g, gl, len(names))
+  knn = evaluate.knn_metrics(config, q, ql, g, gl)
+  metrics = {'linear_probe/top1': lp['top1'], 'linear_probe/top5': lp['top5'],
+             'linear_probe/mean_class_accuracy': lp['mean_class_accuracy'], 'knn/top1': knn.pop('top1'),
+             **{f'retrieval/{k}': v for k, v in knn.items()}}
+  per_class = {'linear_probe': dict(zip(names, lp['per_class_accuracy'].tolist()))}
+  report.update_results(workdir, report.describe_run(config, meta), metrics, per_class)
+  print(' '.join(f'{k} {100 * v:.1f}' for k, v in metrics.items() if v is not None))
 
 
 def merge_results(workdir, eval_dirs):
@@ -104,19 +152,61 @@ def enable_compilation_cache(cache_dir):
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+def run_method(config, method, workdir):
+  """One method end to end (pretraining and export unless random init, then its evaluations); returns its
+  eval workdir."""
+  branches = dict(METHODS)[method]
+  if branches is None:
+    init_from = random_init_export(config, os.path.join(workdir, _slug(method)))
+  else:
+    init_from = pretrain_and_export(pretrain_config(config, branches),
+                                    os.path.join(workdir, f'pretrain_{_slug(method)}'))
+  eval_dir = os.path.join(workdir, f'eval_{_slug(method)}')
+  evaluate_method(config, method, init_from, eval_dir)
+  return eval_dir
+
+
+def process_groups(processes):
+  """The methods of each process: CSVR (the longest) in this one, the others spread over the rest, the
+  cheapest first in its process (random init: its evaluations compile the programs every method shares)."""
+  n = max(1, min(processes, len(METHODS), os.cpu_count() or 1))
+  if n == 1:
+    return [[m for m, _ in METHODS]]
+  rest = [m for m, b in METHODS if b is None] + [m for m, b in METHODS[1:] if b is not None]
+  return [[METHODS[0][0]]] + [rest[i::n - 1] for i in range(n - 1)]
+
+
+def _child(config, methods, workdir):
+  """Entry of a spawned process: a fresh interpreter, so it sets up what `python -m csvr_jax.main` does."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from csvr_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.set_default_xla_flags()
+  flags.FLAGS.mark_as_parsed()  # libraries (Grain) read absl flags; nothing here parses a command line
+  enable_compilation_cache(os.path.join(config.demo.data_dir, 'jax_cache'))
+  for method in methods:
+    run_method(config, method, workdir)
+
+
 def run(config, workdir):
+  """The demo (module docstring). With config.demo.processes > 1 the methods run in parallel processes
+  (`process_groups`): the same computations, seeds and budgets as one after another, on more cores; the
+  processes share the persistent compile cache."""
+  import multiprocessing  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   enable_compilation_cache(os.path.join(config.demo.data_dir, 'jax_cache'))
   config.data.dataset_dir = dataset_dir(config)
   print(f'demo: dataset {config.data.dataset_dir}')
-  eval_dirs = []
-  for method, branches in METHODS:
-    init_from = ''
-    if branches is not None:
-      init_from = pretrain_and_export(pretrain_config(config, branches),
-                                      os.path.join(workdir, f'pretrain_{_slug(method)}'))
-    eval_dir = os.path.join(workdir, f'eval_{_slug(method)}')
-    evaluate_method(config, method, init_from, eval_dir)
-    eval_dirs.append(eval_dir)
-  written = merge_results(workdir, eval_dirs)
+  groups = process_groups(config.demo.processes)
+  ctx = multiprocessing.get_context('spawn')  # fork after JAX started is unsafe
+  children = [ctx.Process(target=_child, args=(config, g, workdir), daemon=True) for g in groups[1:]]
+  for p, g in zip(children, groups[1:]):
+    p.start()
+    print(f'demo: {", ".join(g)} in process {p.pid}', flush=True)
+  for method in groups[0]:
+    run_method(config, method, workdir)
+  for p, g in zip(children, groups[1:]):
+    p.join()
+    if p.exitcode != 0:
+      raise RuntimeError(f'demo: the process of {", ".join(g)} failed (exit code {p.exitcode}; its error is above)')
+  written = merge_results(workdir, [os.path.join(workdir, f'eval_{_slug(m)}') for m, _ in METHODS])
   print(f'demo: report {os.path.join(workdir, report.REPORT_FILE)} ({len(written)} plots)')

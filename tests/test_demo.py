@@ -32,6 +32,15 @@ def test_pretrain_config_gives_every_method_the_same_budget():
   assert [s.name for s in context_only] == ['context']
 
 
+def test_process_groups_run_every_method_once(monkeypatch):
+  monkeypatch.setattr(os, 'cpu_count', lambda: 8)
+  assert demo.process_groups(1) == [METHODS]
+  assert demo.process_groups(2) == [['CSVR'], ['Random init', 'Context only']]
+  assert demo.process_groups(5) == [['CSVR'], ['Random init'], ['Context only']]
+  monkeypatch.setattr(os, 'cpu_count', lambda: 1)  # never more processes than cores
+  assert demo.process_groups(2) == [METHODS]
+
+
 def test_quickstart_notebook_runs_the_quick_demo(tmp_path, monkeypatch):
   nbformat = pytest.importorskip('nbformat')
   nbclient = pytest.importorskip('nbclient')
