@@ -3,7 +3,7 @@
 Variants (cold runs: new data dir and compile cache, 2-core CPU shared with other jobs, 2026-11-26, two demo
 processes): `configs/demo.py`, the full demo (6m00s-6m07s); `configs/demo.py:quick` (1m29s; 1m17s with the dataset
 cached; for tests and the Colab notebook; joint stage only, 2 steps at batch 4); `configs/demo.py:research` (the README's
-research check, 3x the full schedule; 16m34s under load, one process). Widths, clip length (4 frames at stride 4) and
+research check, 3x the full schedule; 9m37s). Widths, clip length (4 frames at stride 4) and
 resolution (32x32 crops of 40x40 frames) are scaled down from the paper's recipe; the pipeline, losses, schedule
 shape (branches separately, then jointly) and evaluation protocol are the same. On CPU, XLA compilation and the
 video GANs' full-resolution 3D convolutions dominate the time: a 32x32x4 clip costs ~1/16 of a 64x64x8 one.
