@@ -104,35 +104,15 @@ def random_init_export(config, workdir):
 
 def evaluate_method(config, method, init_from, workdir):
   """Linear probe, retrieval and a short finetune of one backbone init; results in workdir/results.json."""
-  from csvr_jax.train import finetune  # deferred with the training stack
+  from csvr_jax.train import evaluate, finetune  # deferred with the training stack
   c = config.copy_and_resolve_references()
   c.checkpoint.init_from = init_from
   c.eval.method_name = method
   done = {k for r in report.load_results(workdir)['runs'] for k in r['metrics']}
   if not {'linear_probe/top1', 'retrieval/R@1'} <= done:
-    frozen_evaluations(c, workdir)
+    evaluate.frozen_modes(c, workdir, write_report=False)  # merge_results writes the report
   if 'finetune/top1' not in done:
     finetune.run(c, workdir)
-
-
-def frozen_evaluations(config, workdir):
-  """`--mode=linear_probe` and `--mode=retrieval` on one extraction of the frozen features (each mode would
-  extract the same train and test features again); same metrics, same keys in workdir/results.json."""
-  from csvr_jax.data import records  # deferred with the data and training stack
-  from csvr_jax.train import backbone_init, evaluate
-  model, variables, meta = backbone_init.load_backbone(config)
-  d = config.data
-  q, ql = evaluate.split_features(config, d.dataset_dir, d.eval_split, model.apply, variables)
-  g, gl = evaluate.split_features(config, d.dataset_dir, d.train_split, model.apply, variables)
-  names = records.class_names(d.dataset_dir)
-  lp = evaluate.linear_probe_metrics(config, q, ql, g, gl, len(names))
-  knn = evaluate.knn_metrics(config, q, ql, g, gl)
-  metrics = {'linear_probe/top1': lp['top1'], 'linear_probe/top5': lp['top5'],
-             'linear_probe/mean_class_accuracy': lp['mean_class_accuracy'], 'knn/top1': knn.pop('top1'),
-             **{f'retrieval/{k}': v for k, v in knn.items()}}
-  per_class = {'linear_probe': dict(zip(names, lp['per_class_accuracy'].tolist()))}
-  report.update_results(workdir, report.describe_run(config, meta), metrics, per_class)
-  print(' '.join(f'{k} {100 * v:.1f}' for k, v in metrics.items() if v is not None))
 
 
 def merge_results(workdir, eval_dirs):

@@ -232,6 +232,12 @@ def test_retrieval_and_linear_probe_modes_from_an_export(synth_dir, tmp_path):
   assert len(runs) == 1 and runs[0]['pretrain_step'] == 7 and runs[0]['epochs'] == 2
   assert runs[0]['metrics']['linear_probe/top1'] == p['linear_probe/top1']
   assert '| csvr | R3D-18 | synth | 2 | 16×16 | 4 |' in open(os.path.join(workdir, 'report.md')).read()
+  # Both modes on one feature extraction: the same metrics (the features are deterministic).
+  both_dir = str(tmp_path / 'both')
+  both = evaluate.frozen_modes(c, both_dir, write_report=False)
+  assert both == {**p, **r}
+  assert not os.path.exists(os.path.join(both_dir, 'report.md'))
+  assert json.load(open(os.path.join(both_dir, 'results.json')))['runs'][0]['metrics'] == both
   # init_from a torchvision-layout .npz: the same variables come back (round trip through torch_interop).
   from csvr_jax.models import torch_interop
   npz = str(tmp_path / 'r3d.npz')

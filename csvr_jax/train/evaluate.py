@@ -44,7 +44,7 @@ from csvr_jax.train import backbone_init
 
 __all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_linear_probe', 'average_per_video',
            'classification_metrics', 'extract_video_features', 'per_video_outputs', 'run_evaluators', 'retrieval_mode',
-           'linear_probe_mode', 'knn_evaluator', 'linear_probe_evaluator']
+           'linear_probe_mode', 'frozen_modes', 'knn_evaluator', 'linear_probe_evaluator']
 
 EVALUATOR_DEFAULTS = {
     'knn': dict(type='knn', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
@@ -243,18 +243,32 @@ def _mode_features(config):
   return train, test, report.describe_run(config, meta)
 
 
-def _finish(workdir, run, metrics, per_class=None):
+def _finish(workdir, run, metrics, per_class=None, write_report=True):
   if jax.process_index() == 0:
     report.update_results(workdir, run, metrics, per_class)
-    report.write_report(workdir)
+    if write_report:
+      report.write_report(workdir)
     print(' '.join(f'{k} {100 * v:.1f}' for k, v in metrics.items() if v is not None))
+
+
+def retrieval_results(config, gallery, query):
+  """(gallery, query) = ((features, labels), (features, labels)) -> {'knn/top1', 'retrieval/R@k', ...}."""
+  m = knn_metrics(config, query[0], query[1], gallery[0], gallery[1])
+  return {'knn/top1': m.pop('top1'), **{f'retrieval/{k}': v for k, v in m.items()}}
+
+
+def linear_probe_results(config, gallery, query, names):
+  """-> ({'linear_probe/top1', ...}, {'linear_probe': {class name: accuracy}}); names: the class names."""
+  m = linear_probe_metrics(config, query[0], query[1], gallery[0], gallery[1], len(names))
+  metrics = {'linear_probe/top1': m['top1'], 'linear_probe/top5': m['top5'],
+             'linear_probe/mean_class_accuracy': m['mean_class_accuracy']}
+  return metrics, {'linear_probe': dict(zip(names, m['per_class_accuracy'].tolist()))}
 
 
 def retrieval_mode(config, workdir):
   """`--mode=retrieval`: R@k and kNN top-1 of test videos querying train videos; -> results.json."""
-  (g, gl), (q, ql), run = _mode_features(config)
-  m = knn_metrics(config, q, ql, g, gl)
-  metrics = {'knn/top1': m.pop('top1'), **{f'retrieval/{k}': v for k, v in m.items()}}
+  gallery, query, run = _mode_features(config)
+  metrics = retrieval_results(config, gallery, query)
   _finish(workdir, run, metrics)
   return metrics
 
@@ -262,13 +276,20 @@ def retrieval_mode(config, workdir):
 def linear_probe_mode(config, workdir):
   """`--mode=linear_probe`: multinomial logistic regression on frozen video features; -> results.json."""
   from csvr_jax.data import records  # deferred with the data stack
-  (g, gl), (q, ql), run = _mode_features(config)
-  names = records.class_names(config.data.dataset_dir)
-  m = linear_probe_metrics(config, q, ql, g, gl, len(names))
-  metrics = {'linear_probe/top1': m['top1'], 'linear_probe/top5': m['top5'],
-             'linear_probe/mean_class_accuracy': m['mean_class_accuracy']}
-  per_class = {'linear_probe': dict(zip(names, m['per_class_accuracy'].tolist()))}
+  gallery, query, run = _mode_features(config)
+  metrics, per_class = linear_probe_results(config, gallery, query, records.class_names(config.data.dataset_dir))
   _finish(workdir, run, metrics, per_class)
+  return metrics
+
+
+def frozen_modes(config, workdir, write_report=True):
+  """Both `linear_probe_mode` and `retrieval_mode` on one extraction of the frozen features (each mode alone
+  extracts the same train and test features); the same metrics under the same keys in results.json."""
+  from csvr_jax.data import records  # deferred with the data stack
+  gallery, query, run = _mode_features(config)
+  metrics, per_class = linear_probe_results(config, gallery, query, records.class_names(config.data.dataset_dir))
+  metrics.update(retrieval_results(config, gallery, query))
+  _finish(workdir, run, metrics, per_class, write_report)
   return metrics
 
 
