@@ -10,6 +10,7 @@ import simplejpeg
 from configs import base
 from csvr_jax.data import pipeline
 from csvr_jax.data import records
+from csvr_jax.data import samples
 from data_prep import tfds_writer
 
 NUM_TRAIN, NUM_TEST = 8, 5
@@ -101,17 +102,17 @@ def test_pretrain_batch_renders_the_samples_of_pretrain_sample(dataset_dir):
   c = _config()
   src = records.open_split(dataset_dir, 'train')
   recs = [src[i] for i in range(len(src))]
-  samples = [pipeline.pretrain_sample(r, i, c, np.random.default_rng(i)) for i, r in enumerate(recs)]
+  rows = [samples.pretrain_sample(r, i, c, np.random.default_rng(i)) for i, r in enumerate(recs)]
   for shared in (False, True):
     batch_fn = pipeline._PretrainBatch(c)
     if shared:
       batch_fn.enable_shared_memory_output()
-    pending = [pipeline._PendingSample(*pipeline._pretrain_draws(r, i, c, np.random.default_rng(i)))
+    pending = [pipeline._PendingSample(*samples.pretrain_draws(r, i, c, np.random.default_rng(i)))
                for i, r in enumerate(recs)]
     batch = batch_fn(pending)
-    assert set(batch) == set(samples[0])
+    assert set(batch) == set(rows[0])
     for k in batch:
-      np.testing.assert_array_equal(batch[k], np.stack([s[k] for s in samples]), err_msg=k)
+      np.testing.assert_array_equal(batch[k], np.stack([s[k] for s in rows]), err_msg=k)
       assert batch[k].flags.c_contiguous
     assert (type(batch['clip']).__name__ == 'SharedMemoryArray') == shared
     assert batch['iframes'][~batch['iframe_mask']].size and not batch['iframes'][~batch['iframe_mask']].any()

@@ -35,7 +35,8 @@ the number of videos (for epoch lengths and `eval_batches_per_host`).
 Pretraining rendering happens in the batch step: the map draws a sample's randomness (window, I-frames, boxes,
 flips; poses transformed) and the batch_fn (`_PretrainBatch`) decodes and crops every row straight into the
 batch arrays (in worker processes: into the shared memory grain hands batches over in), instead of per-sample
-arrays that Batch then copies; same draws, same pixels (`pretrain_sample` is the one-row reference).
+arrays that Batch then copies; same draws, same pixels (`samples.pretrain_sample` is the one-row reference).
+The per-sample functions live in csvr_jax/data/samples.py.
 
 Throughput (python -m csvr_jax.bench --what=pipeline; records prepared as data_prep.build does, 180 frames of
 128x170 JPEG q90 per video): see README. Per sample, CPU time on the dev VM splits into decoding the ~35
@@ -55,9 +56,8 @@ import numpy as np
 from absl import flags
 from grain._src.python.ipc import shared_memory_array  # where grain's own batching writes worker output
 
-from csvr_jax.data import augment
 from csvr_jax.data import records
-from csvr_jax.data import sampling
+from csvr_jax.data import samples
 
 
 def _keep_large_buffers_in_heap():
@@ -84,99 +84,6 @@ def _keep_large_buffers_in_heap():
 _keep_large_buffers_in_heap()
 
 
-# ----------------------------------------------------------------------------------------- samples (pure)
-def _pretrain_draws(record, video_index, c, rng):
-  """The random draws of one pretraining sample -> (fields, jpegs, views), nothing decoded yet.
-
-  fields: the batch contract's fields except the pixels ('iframe_mask', poses, 'video_index', 'label',
-  'looped'). views: for augment.render_views, the window's T + T' frames (one box and flip), then the valid
-  I-frames (own box and flip each).
-  """
-  n, t = int(record['num_frames']), c.clip_len
-  window = sampling.sample_window(n, t + c.future_len, c.stride, c.short_video_policy, rng)
-  clip_w, _ = sampling.split_clip_future(window, t)
-  iframe_idx, iframe_mask = sampling.select_iframes(record['keyframe_indices'], clip_w.frames, c.iframe_margin,
-                                                    c.max_iframes, rng)
-  jpegs = record['frames']
-  hw = augment.jpeg_size(jpegs[int(window.frames[0])])
-  box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
-  flip = bool(rng.random() < c.flip_prob)
-  num_iframes = int(iframe_mask.sum())  # valid slots come first
-  iframe_boxes = [augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng) for _ in range(num_iframes)]
-  iframe_flips = (rng.random(num_iframes) < c.flip_prob).tolist()
-  # Clip and future clip share the box and flip: one pose transform of the whole window; each I-frame has its
-  # own box and flip. All views in one pass, so a frame in both the window and the I-frames is decoded once.
-  views = ([(i, box, flip) for i in window.frames.tolist()]
-           + list(zip(iframe_idx[:num_iframes].tolist(), iframe_boxes, iframe_flips)))
-  pose_xy, pose_conf = augment.transform_poses(*sampling.pose_window(record['poses'], window), box, hw, flip)
-  fields = {
-      'iframe_mask': iframe_mask,
-      'pose_in': pose_xy[:t], 'pose_in_conf': pose_conf[:t],
-      'pose_gt': pose_xy[t:], 'pose_gt_conf': pose_conf[t:],
-      'video_index': np.int32(video_index),
-      'label': np.int32(record['label']),
-      'looped': np.bool_(window.looped),
-  }
-  return fields, jpegs, views
-
-
-def _render_pretrain(jpegs, views, size, clip, future_clip, iframes):
-  """Renders `views` into clip (T, S, S, 3), future_clip (T', S, S, 3) and iframes (M, S, S, 3) uint8 arrays
-  (C-contiguous, e.g. rows of batch arrays); I-frame slots without a view are zeroed."""
-  num_iframes = len(views) - len(clip) - len(future_clip)
-  augment.render_views(jpegs, views, size, out=[clip, future_clip, iframes[:num_iframes]])
-  iframes[num_iframes:] = 0
-
-
-def pretrain_sample(record, video_index, c, rng):
-  """One pretraining sample (the per-row fields of the pretrain batch contract) from a video record.
-
-  The pretrain loader makes the same draws and renders them straight into its batch (`_PretrainBatch`).
-  """
-  fields, jpegs, views = _pretrain_draws(record, video_index, c, rng)
-  t, tf, m, s = c.clip_len, c.future_len, c.max_iframes, c.crop_size
-  pixels = np.empty((t + tf + m, s, s, 3), np.uint8)
-  sample = {'clip': pixels[:t], 'future_clip': pixels[t:t + tf], 'iframes': pixels[t + tf:]}
-  _render_pretrain(jpegs, views, s, **sample)
-  sample.update(fields)
-  return sample
-
-
-def _clip_views(jpegs, frames, box, size, flip):
-  """One box and flip for all frames of a clip -> (T, size, size, 3) uint8."""
-  return augment.render_views(jpegs, [(i, box, flip) for i in frames.tolist()], size)
-
-
-def finetune_sample(record, c, rng):
-  """A random clip (random resized crop + flip) and its label."""
-  window = sampling.sample_window(int(record['num_frames']), c.clip_len, c.stride, c.short_video_policy, rng)
-  jpegs = record['frames']
-  hw = augment.jpeg_size(jpegs[int(window.frames[0])])
-  box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
-  flip = bool(rng.random() < c.flip_prob)
-  return {'clip': _clip_views(jpegs, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
-
-
-def eval_sample(record, video_index, clip_index, c):
-  """Clip `clip_index` of `num_eval_clips` uniformly spaced clips, centre crop (deterministic)."""
-  windows = sampling.eval_windows(int(record['num_frames']), c.clip_len, c.stride, c.num_eval_clips,
-                                  c.short_video_policy)
-  jpegs = record['frames']
-  frames = windows[clip_index].frames
-  hw = augment.jpeg_size(jpegs[int(frames[0])])
-  box = augment.center_crop_box(*hw, c.short_side, c.crop_size)
-  return {'clip': _clip_views(jpegs, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
-          'video_index': np.int32(video_index), 'clip_index': np.int32(clip_index), 'valid': np.bool_(True)}
-
-
-def eval_padding(c):
-  """A padding row of the evaluation batch (valid=False)."""
-  t, s = c.clip_len, c.crop_size
-  return {'clip': np.zeros((t, s, s, 3), np.uint8), 'label': np.int32(-1), 'video_index': np.int32(-1),
-          'clip_index': np.int32(-1), 'valid': np.bool_(False)}
-
-
-# ------------------------------------------------------------------------------------------ grain sources
 class IndexedSource:
   """Random-access source yielding (index, record or its serialized bytes): the sample keeps its video index."""
 
@@ -275,7 +182,7 @@ class _PretrainMap(grain.transforms.RandomMap):
 
   def random_map(self, element, rng):
     index, record = element
-    return _PendingSample(*_pretrain_draws(_as_record(record), index, self._c, rng))
+    return _PendingSample(*samples.pretrain_draws(_as_record(record), index, self._c, rng))
 
 
 class _PretrainBatch:
@@ -301,15 +208,15 @@ class _PretrainBatch:
       return shared_memory_array.SharedMemoryArray(shape, dtype=np.uint8)
     return np.empty(shape, np.uint8)
 
-  def __call__(self, samples):
-    c, b, s = self._c, len(samples), self._c.crop_size
+  def __call__(self, pending):
+    c, b, s = self._c, len(pending), self._c.crop_size
     batch = {'clip': self._empty((b, c.clip_len, s, s, 3)), 'future_clip': self._empty((b, c.future_len, s, s, 3)),
              'iframes': self._empty((b, c.max_iframes, s, s, 3))}
-    for row, sample in enumerate(samples):
-      _render_pretrain(sample.jpegs, sample.views, s, batch['clip'][row], batch['future_clip'][row],
-                       batch['iframes'][row])
-    for key in samples[0].fields:
-      batch[key] = np.stack([sample.fields[key] for sample in samples])
+    for row, sample in enumerate(pending):
+      samples.render_pretrain(sample.jpegs, sample.views, s, batch['clip'][row], batch['future_clip'][row],
+                              batch['iframes'][row])
+    for key in pending[0].fields:
+      batch[key] = np.stack([sample.fields[key] for sample in pending])
     return batch
 
 
@@ -319,7 +226,7 @@ class _FinetuneMap(grain.transforms.RandomMap):
     self._c = _params(data_config)
 
   def random_map(self, element, rng):
-    return finetune_sample(_as_record(element[1]), self._c, rng)
+    return samples.finetune_sample(_as_record(element[1]), self._c, rng)
 
 
 class _EvalMap(grain.transforms.Map):
@@ -330,8 +237,8 @@ class _EvalMap(grain.transforms.Map):
   def map(self, element):
     video, clip, record = element
     if video < 0:
-      return eval_padding(self._c)
-    return eval_sample(_as_record(record), video, clip, self._c)
+      return samples.eval_padding(self._c)
+    return samples.eval_sample(_as_record(record), video, clip, self._c)
 
 
 # ------------------------------------------------------------------------------------------------ loaders
