@@ -154,13 +154,24 @@ def read_checkpoint_item(workdir, item='state', step=None):
     return ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy)), step
 
 
+def export_meta(config, step, source):
+  """meta.json of a V-Network export (META_KEYS) from the config; step None: not pretrained (a random init)."""
+  d = config.data
+  return dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
+              crop_size=int(d.crop_size), mean=list(d.mean), std=list(d.std),
+              step=None if step is None else int(step), source=source)
+
+
+def checkpoint_source(workdir, step):
+  """The `source` an export of checkpoint `step` of `workdir` records."""
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step))
+
+
 def export_mode(config, workdir):
   """`--mode=export`: the latest checkpoint's V-Network (params + batch_stats) -> workdir/export/."""
   state, step = read_checkpoint_item(workdir)
   variables = {'params': state['params']['vnet'], 'batch_stats': state['batch_stats'].get('vnet', {})}
-  meta = dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(config.data.clip_len),
-              crop_size=int(config.data.crop_size), mean=list(config.data.mean), std=list(config.data.std),
-              step=int(step), source=os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step)))
+  meta = export_meta(config, step, checkpoint_source(workdir, step))
   export_dir = os.path.join(workdir, 'export')
   if jax.process_index() == 0:
     save_backbone_export(export_dir, variables, meta)

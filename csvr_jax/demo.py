@@ -63,14 +63,6 @@ def pretrain_config(config, branches):
   return c
 
 
-def export_meta(config, step, source):
-  """meta.json of a demo export (checkpoint.META_KEYS), as `--mode=export` writes it; step None: not
-  pretrained (the report's table shows '-', as for a torchvision import)."""
-  d = config.data
-  return dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
-              crop_size=int(d.crop_size), mean=list(d.mean), std=list(d.std), step=step, source=source)
-
-
 def pretrain_and_export(config, workdir):
   """Pretrains (resuming if interrupted) and exports the final V-Network; returns the export dir.
 
@@ -81,8 +73,8 @@ def pretrain_and_export(config, workdir):
   if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
     state, _ = pretrain.run(config, workdir)
     step = int(state.step)
-    source = os.path.join(os.path.abspath(workdir), checkpoint.CHECKPOINT_DIR, str(step))
-    checkpoint.save_backbone_export(export_dir, pretrain.vnet_variables(state), export_meta(config, step, source))
+    checkpoint.save_backbone_export(export_dir, pretrain.vnet_variables(state),
+                                    checkpoint.export_meta(config, step, checkpoint.checkpoint_source(workdir, step)))
     print(f'demo: exported V-Network {config.model.vnet} (step {step}) to {os.path.abspath(export_dir)}')
   return export_dir
 
@@ -98,7 +90,7 @@ def random_init_export(config, workdir):
     c.checkpoint.init_from = ''
     _, variables, _ = backbone_init.load_backbone(c)
     checkpoint.save_backbone_export(export_dir, variables,
-                                    export_meta(c, None, f'random initialisation, seed {c.seed}'))
+                                    checkpoint.export_meta(c, None, f'random initialisation, seed {c.seed}'))
   return export_dir
 
 
