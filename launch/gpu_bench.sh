@@ -116,6 +116,13 @@ want r2p1d_native && run r2p1d_native 40 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_1
   --label=xla_default
 want r2p1d_native_nhwc && run r2p1d_native_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
   --label=nhwc
+# Space-to-depth RGB stems (backbone_layers.CONV_IMPLS 'fold_s2d'): the 3-channel (3,7,7) stem ran on cuDNN's
+# sm80 'indexed' kernels (~2.4 ms fprop + 1.6 ms wgrad of R3D-18's 24 ms step on 2026-11-26).
+want r3d_s2d_ref && run r3d_s2d_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_s2d $REF --profile \
+  --label=nhwc
+want r2p1d_s2d_ref && run r2p1d_s2d_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_s2d $REF \
+  --profile --label=nhwc
+want r3d_s2d && run r3d_s2d 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_s2d --label=nhwc
 want r3d_b64 && run r3d_b64 40 "$NHWC" --what=finetune_step --batch=64 --arch=r3d_18 --label=b64_nhwc
 
 $PY -m csvr_jax.benchmarks.bench_report "$OUT/bench.json" "$OUT/summary.txt" "$RAW"/*.json 2>&1 | tee -a "$OUT/log.txt"

@@ -193,15 +193,38 @@ def test_too_small_input_is_clear():
     jax.eval_shape(lambda x: model.init(jax.random.key(0), x, False), jnp.zeros((1, 8, 32, 32, 3)))
 
 
-def test_zero_channel_padding_keeps_parameters_and_numbers():
+@pytest.mark.parametrize('shape,kernel,padding', [((4, 16, 16), (3, 7, 7), (1, 3, 3)),  # R3D-18's stem
+                                                   ((3, 15, 13), (1, 7, 7), (0, 3, 3)),  # R(2+1)D's, odd sizes
+                                                   ((4, 9, 10), (2, 4, 4), (0, 1, 2))])  # even kernel
+def test_space_to_depth_conv_is_the_strided_conv(shape, kernel, padding):
+  """space_to_depth_conv against jax.lax's (1, 2, 2)-strided conv: outputs and both gradients."""
+  from csvr_jax.models import backbone_layers
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2,) + shape + (3,)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=kernel + (3, 5)), jnp.float32)
+  dims = ('NDHWC', 'DHWIO', 'NDHWC')
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 2, 2), [(p, p) for p in padding],
+                                                  dimension_numbers=dims)
+  s2d = lambda x, k: backbone_layers.space_to_depth_conv(x, k, padding)
+  np.testing.assert_allclose(s2d(x, k), ref(x, k), rtol=1e-5, atol=1e-4)
+  cotangent = jnp.asarray(rng.normal(size=ref(x, k).shape), jnp.float32)
+  vjp = lambda f: jax.vjp(f, x, k)[1](cotangent)
+  for got, want in zip(vjp(s2d), vjp(ref)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize('arch,impl', [('r2plus1d_18', 'fold_pad8'), ('r3d_18', 'fold_s2d'),
+                                       ('r2plus1d_18', 'fold_s2d')])
+def test_zero_channel_padding_keeps_parameters_and_numbers(arch, impl):
   """conv_impl='fold_pad8' pads odd channel counts (RGB, R(2+1)D's stem 45 and midplanes) with zeros for
-  cuDNN: the same parameter tree, and the same outputs, BatchNorm statistics and gradients as 'fold'."""
+  cuDNN, 'fold_s2d' also runs the RGB stem as a space-to-depth conv: the same parameter tree, and the same
+  outputs, BatchNorm statistics and gradients as 'fold'."""
   import fast_init
   from csvr_jax.models import get_video_backbone
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 16, 16, 3))
-  models = {impl: get_video_backbone('r2plus1d_18', width=0.125, conv_impl=impl) for impl in ('fold', 'fold_pad8')}
+  models = {i: get_video_backbone(arch, width=0.125, conv_impl=i) for i in ('fold', impl)}
   shapes = {k: jax.eval_shape(lambda m=m: m.init(jax.random.key(0), x, train=False)) for k, m in models.items()}
-  assert jax.tree.map(lambda s: s.shape, shapes['fold_pad8']) == jax.tree.map(lambda s: s.shape, shapes['fold'])
+  assert jax.tree.map(lambda s: s.shape, shapes[impl]) == jax.tree.map(lambda s: s.shape, shapes['fold'])
   variables = fast_init.fill_like(shapes['fold'])
 
   def loss(params, impl):  # eval-mode BN: an affine map, so float32 rounding is not amplified
@@ -211,11 +234,11 @@ def test_zero_channel_padding_keeps_parameters_and_numbers():
   opts = {'xla_backend_optimization_level': 0}
   grads = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1, compiler_options=opts)
   (l0, f0), g0 = grads(variables['params'], 'fold')
-  (l1, f1), g1 = grads(variables['params'], 'fold_pad8')
+  (l1, f1), g1 = grads(variables['params'], impl)
   for a, b in zip(jax.tree.leaves((l1, f1, g1)), jax.tree.leaves((l0, f0, g0))):
     assert a.shape == b.shape and np.abs(np.asarray(a) - b).max() <= 1e-4 * max(np.abs(b).max(), 1e-6)
   # Training mode: BatchNorm statistics over the true channels only (same tree, no NaN from zero channels).
   stats = jax.jit(lambda impl: models[impl].apply(variables, x, train=True, mutable=['batch_stats'])[1],
-                  static_argnums=0, compiler_options=opts)('fold_pad8')
+                  static_argnums=0, compiler_options=opts)(impl)
   assert jax.tree.map(np.shape, stats) == jax.tree.map(np.shape, {'batch_stats': variables['batch_stats']})
   assert all(np.isfinite(v).all() for v in jax.tree.leaves(stats))

@@ -29,13 +29,51 @@ KAIMING_FAN_OUT = kaiming_fan_out
 # as 45, 230, 460, 921) are padded with zero channels / zero filters at apply time: cuDNN's bf16 NHWC kernels
 # want multiples of 8 and otherwise pad every such tensor itself (nhwcAddPaddingKernel, 4.2 ms of a 40.5 ms
 # R(2+1)D-18 finetune step on an H200). Parameters keep their shapes; outputs are the same numbers.
-CONV_IMPLS = ('fold', 'native', 'fold_pad8')
+# 'fold_s2d': 'fold_pad8', and the RGB stems (stride-2 spatial convs reading <= 4 channels) run as
+# space-to-depth convolutions (see `space_to_depth_conv`): cuDNN has no efficient kernel for 3 input channels.
+CONV_IMPLS = ('fold', 'native', 'fold_pad8', 'fold_s2d')
 CHANNEL_MULTIPLE = 8
 
 
 def channel_multiple(impl):
   """The multiple that `impl` pads channel counts to (1: no padding)."""
-  return CHANNEL_MULTIPLE if impl.endswith('_pad8') else 1
+  return CHANNEL_MULTIPLE if impl in ('fold_pad8', 'fold_s2d') else 1
+
+
+def use_space_to_depth(impl, kernel_shape, strides):
+  """Whether `impl` runs this 3D conv as `space_to_depth_conv`: spatial stride 2, temporal stride 1, a
+  spatial kernel of at least 2 and at most 4 input channels (the RGB stems of R3D-18, R(2+1)D-18 and MC3-18)."""
+  return (impl == 'fold_s2d' and len(kernel_shape) == 5 and tuple(strides) == (1, 2, 2)
+          and min(kernel_shape[1:3]) >= 2 and kernel_shape[3] <= 4)
+
+
+def space_to_depth_conv(x, kernel, padding, multiple=CHANNEL_MULTIPLE):
+  """The (1, 2, 2)-strided 3D conv of x (B, T, H, W, C) with kernel (kt, kh, kw, C, O) and symmetric
+  `padding`, computed as a stride-1 2D conv over (B*T') with few, wide input channels.
+
+  Space to depth: each 2x2 pixel block becomes one pixel of 4C channels, and the kernel, zero-padded to even
+  (kh, kw), becomes (kh/2, kw/2, 4C) (MLPerf's ResNet stem trick). Time to depth: the kt frames a temporal tap
+  reads sit side by side in channels (temporal stride 1), so a (3, 7, 7) conv over RGB is a 4x4 2D conv over
+  36 channels (padded to `multiple`). Same sums as the strided conv, up to float summation order; the zero
+  taps cost (8*8)/(7*7) = 1.3x the useful FLOPs, which cuDNN runs far faster than 3-channel implicit GEMMs.
+  """
+  kt, kh, kw, c, o = kernel.shape
+  pt, ph, pw = padding
+  b, t, h, w, _ = x.shape
+  t_out, h_out, w_out = t + 2 * pt - kt + 1, (h + 2 * ph - kh) // 2 + 1, (w + 2 * pw - kw) // 2 + 1
+  hp, wp = h + 2 * ph, w + 2 * pw
+  x = jnp.pad(x, [(0, 0), (pt, pt), (ph, ph + hp % 2), (pw, pw + wp % 2), (0, 0)])  # even H, W
+  h2, w2 = (hp + hp % 2) // 2, (wp + wp % 2) // 2
+  x = x.reshape(b, t + 2 * pt, h2, 2, w2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6).reshape(b, t + 2 * pt, h2, w2, 4 * c)
+  x = jnp.concatenate([x[:, i:i + t_out] for i in range(kt)], axis=-1)  # (B, T', H/2, W/2, kt*4C)
+  kh2, kw2 = -(-kh // 2), -(-kw // 2)
+  k = jnp.pad(kernel, [(0, 0), (0, 2 * kh2 - kh), (0, 2 * kw2 - kw), (0, 0), (0, 0)])
+  # (kt, a, p, b, q, C, O) -> (a, b, kt, p, q, C, O): channel order (tap, row parity, column parity, C) as x's.
+  k = k.reshape(kt, kh2, 2, kw2, 2, c, o).transpose(1, 3, 0, 2, 4, 5, 6).reshape(kh2, kw2, kt * 4 * c, o)
+  channels = round_up(kt * 4 * c, multiple)
+  x, k = pad_channels(x, channels), jnp.pad(k, [(0, 0), (0, 0), (0, channels - k.shape[2]), (0, 0)])
+  y = _conv_nd(x.reshape(b * t_out, h2, w2, channels), k, (1, 1), (0, 0))
+  return y[:, :h_out, :w_out].reshape(b, t_out, h_out, w_out, o)  # even kernels over odd sizes: one extra row
 
 
 def round_up(n, multiple):
@@ -99,10 +137,18 @@ class Conv(nn.Module):
   def __call__(self, x):
     shape = tuple(self.kernel_size) + (self.in_features or x.shape[-1], self.features)
     kernel = self.param('kernel', KAIMING_FAN_OUT, shape, jnp.float32)
-    cin, cout = x.shape[-1] - shape[-2], (self.out_padded or self.features) - self.features
+    cout = (self.out_padded or self.features) - self.features
+    if use_space_to_depth(self.impl, shape, self.strides):  # reads the true channels only, pads its own
+      kernel = jnp.pad(kernel, [(0, 0)] * (len(shape) - 1) + [(0, cout)])
+      y = space_to_depth_conv(x[..., :shape[-2]].astype(self.dtype), kernel.astype(self.dtype), self.padding)
+      return self._add_bias(y)
+    cin = x.shape[-1] - shape[-2]
     if cin or cout:
       kernel = jnp.pad(kernel, [(0, 0)] * len(self.kernel_size) + [(0, cin), (0, cout)])
     y = conv_apply(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding, self.impl)
+    return self._add_bias(y)
+
+  def _add_bias(self, y):
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
       y = y + pad_channels(bias, y.shape[-1])
