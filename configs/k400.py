@@ -11,7 +11,7 @@ def get_config(arg=None):
   c.data.eval_split = 'validation'
   c.model.vnet = 'r3d_18'
   c.model.dtype = 'bfloat16'
-  c.model.conv_impl = 'fold_pad8'  # channels padded to multiples of 8: R(2+1)D-18 1.13x faster on an H200
+  c.model.conv_impl = 'fold_s2d'  # channels padded to 8, space-to-depth RGB stem: finetune 1.12-1.18x torch.compile (H200)
   c.train.epochs = 200
   # The GPU pretraining step spends minutes autotuning its 3D convolutions: a restart (preemption) reuses them.
   c.train.compilation_cache_dir = 'jax_cache'

@@ -122,6 +122,8 @@ want r3d_s2d_ref && run r3d_s2d_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_
   --label=nhwc
 want r2p1d_s2d_ref && run r2p1d_s2d_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_s2d $REF \
   --profile --label=nhwc
+want pretrain_s2d && run pretrain_s2d 240 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --pretrain_branches=false \
+  --conv_impl=fold_s2d --label=pretrain_nhwc_s2d
 want r3d_s2d && run r3d_s2d 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_s2d --label=nhwc
 want r3d_b64 && run r3d_b64 40 "$NHWC" --what=finetune_step --batch=64 --arch=r3d_18 --label=b64_nhwc
 

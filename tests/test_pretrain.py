@@ -64,10 +64,10 @@ def test_bad_crop_is_one_line():
 
 
 def test_conv_impl_reaches_the_v_network_and_keeps_its_parameters():
-  """model.conv_impl (fold_pad8 in the GPU recipes) builds the same parameter tree as the default 'fold'."""
+  """model.conv_impl (fold_s2d in the GPU recipes) builds the same parameter tree as the default 'fold'."""
   c, pad8 = fx.tiny_config(), fx.tiny_config()
-  pad8.model.conv_impl = 'fold_pad8'
-  assert networks.Networks(pad8).modules['vnet'].conv_impl == 'fold_pad8'
+  pad8.model.conv_impl = 'fold_s2d'
+  assert networks.Networks(pad8).modules['vnet'].conv_impl == 'fold_s2d'
   shapes = lambda cfg: jax.tree.map(lambda x: x.shape, jax.eval_shape(
       networks.Networks(cfg).modules['vnet'].init, jax.random.key(0),
       jax.ShapeDtypeStruct((1, cfg.data.clip_len, cfg.data.crop_size, cfg.data.crop_size, 3), np.float32)))

@@ -41,11 +41,14 @@ FLAGS = flags.FLAGS
 BRANCH_STAGES = ('pose', 'context', 'video_warmup')
 
 
-def pretrain_config(arch, *, batch, frames, crop, width, dtype, gan_update, remat):
-  """configs/base.py with the benchmark's sizes and a schedule holding every stage (10 steps each)."""
+def pretrain_config(arch, *, batch, frames, crop, width, dtype, gan_update, remat, conv_impl=''):
+  """configs/base.py with the benchmark's sizes and a schedule holding every stage (10 steps each).
+
+  `conv_impl` '' keeps base.py's model.conv_impl."""
   from configs import base  # pylint: disable=import-outside-toplevel  # ml_collections only here
   c = base.get_config()
   c.model.vnet, c.model.width, c.model.dtype = arch, width, dtype
+  c.model.conv_impl = conv_impl or c.model.conv_impl
   c.data.clip_len, c.data.future_len, c.data.crop_size = frames, frames, crop
   c.train.batch_size, c.train.remat, c.gan_update, c.n_critic = batch, remat, gan_update, 1
   c.train.stages = base.paper_stages(branch_steps=10, joint_steps=10)
@@ -184,8 +187,9 @@ def bench_pretrain(arch):
   from csvr_jax.train import steps as steps_lib  # pylint: disable=import-outside-toplevel
   modes = list(FLAGS.gan_update)
   config = pretrain_config(arch, batch=FLAGS.batch, frames=FLAGS.frames, crop=FLAGS.crop, width=FLAGS.width,
-                           dtype=FLAGS.dtype, gan_update=modes[0], remat=FLAGS.remat)
-  base = dict(what='pretrain_step', arch=arch, batch=FLAGS.batch, label=FLAGS.label, impl='jax')
+                           dtype=FLAGS.dtype, gan_update=modes[0], remat=FLAGS.remat, conv_impl=FLAGS.conv_impl)
+  base = dict(what='pretrain_step', arch=arch, batch=FLAGS.batch, label=FLAGS.label, impl='jax',
+              conv_impl=config.model.conv_impl)
   try:
     mesh = parallel.make_mesh(config)
     nets = networks.Networks(config)
