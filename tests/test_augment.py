@@ -71,6 +71,34 @@ def test_flip_swaps_left_and_right_joints():
   assert new_conf.sum() == conf.sum()
 
 
+def test_transform_poses_is_bitwise_the_per_coordinate_formula():
+  # transform_poses maps x and y in one array expression; its values must stay bit for bit those of the
+  # per-coordinate formula (x * W - x0) / w, (y * H - y0) / h, 1 - x on a flip, 0 outside the crop or where
+  # conf = 0, for the pipeline's float32 poses and for float64 ones, joints on the crop border included.
+  rng = np.random.default_rng(5)
+  perm = list(records.COCO18_FLIP_PERMUTATION)
+  for trial in range(60):
+    dtype = (np.float32, np.float64)[trial % 2]
+    height, width = int(rng.integers(16, 300)), int(rng.integers(16, 300))
+    box = augment.random_crop_box(height, width, (0.08, 1.0), (3 / 4, 4 / 3), rng)
+    y0, x0, h, w = box
+    xy = rng.uniform(-0.2, 1.2, (7, 18, 2)).astype(dtype)
+    xy[0, :2] = ((x0 + w) / width, (y0 + h) / height)  # on the border (up to rounding)
+    conf = (rng.uniform(0, 1, (7, 18)) * (rng.uniform(0, 1, (7, 18)) > 0.3)).astype(dtype)
+    flip = bool(trial % 3)
+    got_xy, got_conf = augment.transform_poses(xy, conf, box, (height, width), flip)
+    if flip:
+      xy, conf = xy[:, perm], conf[:, perm]
+    x, y = (xy[..., 0] * width - x0) / w, (xy[..., 1] * height - y0) / h
+    inside = (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
+    keep = inside & (conf > 0)
+    x = 1.0 - x if flip else x
+    assert got_xy.dtype == got_conf.dtype == np.float32 and 0 < keep.sum() < keep.size
+    np.testing.assert_array_equal(got_xy[..., 0], np.where(keep, x, 0.0).astype(np.float32))
+    np.testing.assert_array_equal(got_xy[..., 1], np.where(keep, y, 0.0).astype(np.float32))
+    np.testing.assert_array_equal(got_conf, np.where(inside, conf, 0.0).astype(np.float32))
+
+
 def test_joints_outside_the_crop_get_zero_confidence():
   xy = np.array([[[0.05, 0.5], [0.5, 0.5]] + [[0.5, 0.5]] * 16], np.float32)
   conf = np.ones((1, 18), np.float32)

@@ -108,7 +108,9 @@ class SerializedRecord:
     if key == 'frames':
       return values  # indexable, len(); frames[i] -> bytes, converted on access
     if key == 'poses':
-      return np.asarray(values, np.float16).reshape(-1, NUM_JOINTS, 3)
+      # Via float32 (the stored floats are float16 values, so both roads give the same numbers): numpy converts
+      # a protobuf float list to float32 ~10x faster than straight to float16.
+      return np.asarray(values, np.float32).astype(np.float16).reshape(-1, NUM_JOINTS, 3)
     if key == 'keyframe_indices':
       return np.asarray(values, np.int32)
     return values[0]  # label, num_frames, gop: int; fps: float; video_id, pose_source: bytes (as TFDS)
