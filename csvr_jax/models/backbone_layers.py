@@ -137,18 +137,17 @@ class Conv(nn.Module):
   def __call__(self, x):
     shape = tuple(self.kernel_size) + (self.in_features or x.shape[-1], self.features)
     kernel = self.param('kernel', KAIMING_FAN_OUT, shape, jnp.float32)
-    cout = (self.out_padded or self.features) - self.features
-    if use_space_to_depth(self.impl, shape, self.strides):  # reads the true channels only, pads its own
-      kernel = jnp.pad(kernel, [(0, 0)] * (len(shape) - 1) + [(0, cout)])
-      y = space_to_depth_conv(x[..., :shape[-2]].astype(self.dtype), kernel.astype(self.dtype), self.padding)
-      return self._add_bias(y)
-    cin = x.shape[-1] - shape[-2]
+    s2d = use_space_to_depth(self.impl, shape, self.strides)
+    if s2d:  # the RGB stem reads the true channels only; space_to_depth_conv pads its folded channels itself
+      x = x[..., :shape[-2]]
+    cin, cout = x.shape[-1] - shape[-2], (self.out_padded or self.features) - self.features
     if cin or cout:
       kernel = jnp.pad(kernel, [(0, 0)] * len(self.kernel_size) + [(0, cin), (0, cout)])
-    y = conv_apply(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding, self.impl)
-    return self._add_bias(y)
-
-  def _add_bias(self, y):
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if s2d:
+      y = space_to_depth_conv(x, kernel, self.padding)
+    else:
+      y = conv_apply(x, kernel, self.strides, self.padding, self.impl)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
       y = y + pad_channels(bias, y.shape[-1])
