@@ -6,31 +6,13 @@ exist. Variants are selected with one string argument (`--config=configs/k400.py
 """
 import ml_collections
 
+from csvr_jax.train import schedule
+
 ConfigDict = ml_collections.ConfigDict
 
 # Kinetics-400 mean/std used by torchvision's video models (their weights expect this normalisation).
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
-
-
-def stage(name, steps, losses, trainable):
-  """One pretraining stage: which losses are active and which networks receive updates."""
-  return ConfigDict(dict(name=name, steps=steps, losses=tuple(losses), trainable=tuple(trainable)))
-
-
-ALL_NETWORKS = ('vnet', 'inet', 'heads', 'pose_g', 'pose_d', 'integration',
-                'video_g_rec', 'video_d_rec', 'video_g_pred', 'video_d_pred')
-
-
-def paper_stages(branch_steps, joint_steps):
-  """The paper's schedule: each branch separately, video GANs warmed up, then everything jointly."""
-  return (
-      stage('pose', branch_steps, ['pose'], ['pose_g', 'pose_d']),
-      stage('context', branch_steps, ['context'], ['vnet', 'inet', 'heads']),
-      stage('video_warmup', branch_steps, ['video'],
-            ['integration', 'video_g_rec', 'video_d_rec', 'video_g_pred', 'video_d_pred']),
-      stage('joint', joint_steps, ['pose', 'context', 'video'], list(ALL_NETWORKS)),
-  )
 
 
 def get_config(arg=None):
@@ -91,7 +73,9 @@ def get_config(arg=None):
   c.train.batch_size = 16          # global batch (the paper: 16)
   c.train.epochs = 200
   c.train.total_steps = -1         # -1: derived from epochs and the dataset size
-  c.train.stages = paper_stages(branch_steps=0, joint_steps=-1)  # -1: the rest of total_steps
+  # The paper's schedule (schedule.paper_stages): pose GAN, context branch, video GANs, each alone for
+  # `branch_epochs`, then everything jointly for the rest of the run (docs/design.md, "Schedule").
+  c.train.stages = schedule.paper_stages(branch_epochs=10)
   c.train.remat = False            # rematerialise backbone blocks where memory binds
   c.train.fast_compile = False     # XLA backend optimisation level 0: ~10x faster CPU compiles (tests, CPU demo)
   c.train.compilation_cache_dir = ''  # persistent XLA cache (relative: under the workdir; '' off): restarts skip compiles
@@ -116,8 +100,13 @@ def get_config(arg=None):
   c.loss.sigma_c = 0.75
   c.loss.context = 'mi_info_nce'   # mi_info_nce | info_nce | l2 (Table IV)
   c.loss.temperature = 0.07
+  # Negatives of each clip: 0 = every valid I-frame of every other clip of the global batch (eq. 2's sum over the
+  # batch); k > 0 = k of them at random per clip (the text: "three negative frames from other video" -> 3).
+  c.loss.context_negatives = 0
   c.loss.gan = 'bce'               # bce (non-saturating, eq. 1/6/7) | wgan
-  c.loss.gp_weight = 10.0          # WGAN-GP penalty weight
+  # Weight of the pose discriminator's gradient penalty: eq. 1 writes the term without a coefficient (1.0) while
+  # citing WGAN-GP, whose weight is 10 (lambda in Gulrajani et al.); 10 here, 1.0 follows the equation literally.
+  c.loss.gp_weight = 10.0
   c.loss.pose_l2_weight = 1.0
   c.loss.video_l2_weight = 1.0
   c.loss.video_targets = 'both'    # both | reconstruction | prediction (Table V)

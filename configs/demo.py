@@ -9,13 +9,13 @@ shape (branches separately, then jointly) and evaluation protocol are the same. 
 video GANs' full-resolution 3D convolutions dominate the time: a 32x32x4 clip costs ~1/16 of a 64x64x8 one.
 """
 from configs import base
+from csvr_jax.train import schedule
 
 
 def set_schedule(c, branch_steps, joint_steps):
   """The paper's staged schedule (three branch stages, then joint) with an explicit step budget; with
-  branch_steps=0 only the joint stage remains (one compile instead of four: the quick variant)."""
-  stages = base.paper_stages(branch_steps=branch_steps, joint_steps=joint_steps)
-  c.train.stages = tuple(s for s in stages if s.steps != 0)
+  branch_steps=0 only the joint stage runs (one compile instead of four: the quick variant)."""
+  c.train.stages = schedule.paper_stages(branch_steps=branch_steps, joint_steps=joint_steps)
   c.train.total_steps = 3 * branch_steps + joint_steps
 
 

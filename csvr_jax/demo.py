@@ -41,25 +41,10 @@ def dataset_dir(config):
 
 
 def pretrain_config(config, branches):
-  """The demo config restricted to `branches`, with the same step budget: a stage left without any active
-  loss gives its steps to the last remaining stage, so every method trains as many steps; a stage whose
-  remaining losses equal the previous stage's joins it (same computation: one compiled step, not two)."""
-  from configs import base  # the stage constructor lives with the config defaults
+  """The demo config restricted to `branches`; schedule.resolve_stages keeps the step budget (a stage left
+  without a loss gives its steps to the last remaining one; equal consecutive stages merge)."""
   c = config.copy_and_resolve_references()
   c.loss.branches = tuple(branches)
-  kept, spare = [], 0
-  for s in c.train.stages:
-    losses = [l for l in s.losses if l in branches]
-    if kept and losses == kept[-1][2] and s.steps >= 0 and kept[-1][1] >= 0:
-      kept[-1][1] += s.steps
-      kept[-1][3] += [n for n in s.trainable if n not in kept[-1][3]]
-    elif losses:
-      kept.append([s.name, s.steps, losses, list(s.trainable)])
-    else:
-      spare += s.steps
-  if kept[-1][1] >= 0:  # -1 means "the rest of total_steps" and already absorbs the spare steps
-    kept[-1][1] += spare
-  c.train.stages = tuple(base.stage(*k) for k in kept)
   return c
 
 

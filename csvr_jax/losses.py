@@ -61,7 +61,18 @@ def _global_mean(per_sample, weight, axis_name):
   return total / jnp.maximum(count, 1.0)
 
 
-def mi_info_nce(video_emb, iframe_emb, iframe_mask, temperature, axis_name=None):
+def negative_subset(candidates, num, keys):
+  """`num` entries per row drawn uniformly without replacement among the True entries of candidates (B, N)
+  bool (all of them when a row has fewer), one key per row (keys (B,): per-sample keys make the draw
+  independent of the device count) -> (B, N) bool."""
+  num = min(int(num), candidates.shape[1])
+  scores = jax.vmap(lambda k: jax.random.uniform(k, candidates.shape[1:]))(keys)
+  _, idx = jax.lax.top_k(jnp.where(candidates, scores, -1.0), num)
+  chosen = jnp.zeros(candidates.shape, bool).at[jnp.arange(candidates.shape[0])[:, None], idx].set(True)
+  return chosen & candidates
+
+
+def mi_info_nce(video_emb, iframe_emb, iframe_mask, temperature, axis_name=None, num_negatives=0, keys=None):
   """Multi-instance InfoNCE (eq. 2): clip queries against I-frame keys of the (global) batch.
 
   Args:
@@ -70,36 +81,43 @@ def mi_info_nce(video_emb, iframe_emb, iframe_mask, temperature, axis_name=None)
     iframe_mask: (B, M) bool, which I-frames are valid (padding is False).
     temperature: tau; similarities are cos / tau.
     axis_name: mesh axis when called inside shard_map; keys are all-gathered over it.
+    num_negatives: 0 = every valid I-frame of every other clip is a negative (eq. 2); k > 0 = k of them drawn
+      at random per clip (the text's "three negative frames from other video"), with `keys` (B,) per clip.
   Returns:
     scalar: mean over clips of -log(sum_pos exp(s) / sum_{pos+neg} exp(s)), positives = valid I-frames of
-    the same clip, negatives = valid I-frames of every other clip in the global batch. Clips without any
-    valid I-frame are left out of the mean (and provide no keys).
+    the same clip, negatives = valid I-frames of every other clip in the global batch (or k of them). Clips
+    without any valid I-frame are left out of the mean (and provide no keys).
   """
   q = l2_normalize(video_emb)
   (k, k_mask), offset = _gather_keys((l2_normalize(iframe_emb), iframe_mask.astype(bool)), axis_name)
   b, bg = q.shape[0], k.shape[0]
-  logits = jnp.einsum('bd,kmd->bkm', q, k) / temperature  # (B, B_global, M)
-  own = (jnp.arange(bg)[None, :] == (offset + jnp.arange(b))[:, None])[:, :, None]  # (B, B_global, 1)
-  valid = jnp.broadcast_to(k_mask[None], logits.shape)
+  logits = jnp.einsum('bd,kmd->bkm', q, k).reshape(b, -1) / temperature  # (B, B_global * M)
+  own = jnp.repeat(jnp.arange(bg)[None, :] == (offset + jnp.arange(b))[:, None], k.shape[1], axis=1)
+  valid = jnp.broadcast_to(k_mask.reshape(1, -1), logits.shape)
   positive = valid & own
-  lse_all = jax.nn.logsumexp(jnp.where(valid, logits, _MASKED_LOGIT).reshape(b, -1), axis=-1)
-  lse_pos = jax.nn.logsumexp(jnp.where(positive, logits, _MASKED_LOGIT).reshape(b, -1), axis=-1)
-  has_pos = jnp.any(positive.reshape(b, -1), axis=-1)
+  negative = valid & ~own
+  if num_negatives:
+    negative = negative_subset(negative, num_negatives, keys)
+  lse_all = jax.nn.logsumexp(jnp.where(positive | negative, logits, _MASKED_LOGIT), axis=-1)
+  lse_pos = jax.nn.logsumexp(jnp.where(positive, logits, _MASKED_LOGIT), axis=-1)
+  has_pos = jnp.any(positive, axis=-1)
   per_clip = jnp.where(has_pos, lse_all - lse_pos, 0.0)
   return _global_mean(per_clip, has_pos.astype(jnp.float32), axis_name)
 
 
-def info_nce(video_emb, iframe_emb, temperature, axis_name=None):
+def info_nce(video_emb, iframe_emb, temperature, axis_name=None, num_negatives=0, keys=None):
   """InfoNCE (eq. 10): one I-frame per clip; the I-frames of the other clips are the negatives.
 
-  Args: video_emb (B, D); iframe_emb (B, D); temperature; axis_name as in `mi_info_nce`.
+  Args: video_emb (B, D); iframe_emb (B, D); temperature; axis_name, num_negatives, keys as in `mi_info_nce`.
   Returns: scalar mean over the global batch of the cross-entropy of the clip's own I-frame.
   """
   q = l2_normalize(video_emb)
   k, offset = _gather_keys(l2_normalize(iframe_emb), axis_name)
   logits = q @ k.T / temperature  # (B, B_global)
-  labels = offset + jnp.arange(q.shape[0])
-  per_clip = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+  own = jnp.arange(k.shape[0])[None, :] == (offset + jnp.arange(q.shape[0]))[:, None]
+  if num_negatives:
+    logits = jnp.where(own | negative_subset(~own, num_negatives, keys), logits, _MASKED_LOGIT)
+  per_clip = jax.nn.logsumexp(logits, axis=-1) - jnp.sum(jnp.where(own, logits, 0.0), axis=-1)
   return _global_mean(per_clip, jnp.ones_like(per_clip), axis_name)
 
 
@@ -110,23 +128,24 @@ def l2_embedding_loss(video_emb, iframe_emb, axis_name=None):
   return _global_mean(per_clip, jnp.ones_like(per_clip), axis_name)
 
 
-def pick_random_iframe(iframe_emb, iframe_mask, key):
-  """One uniformly random valid I-frame per clip (InfoNCE / L2 ablations). (B,M,D), (B,M) -> (B, D).
-
-  A clip without a valid I-frame gets index 0 (the caller's data always holds at least one).
-  """
-  scores = jnp.where(iframe_mask, jax.random.uniform(key, iframe_mask.shape), -1.0)
-  idx = jnp.argmax(scores, axis=-1)
+def pick_random_iframe(iframe_emb, iframe_mask, keys):
+  """One uniformly random valid I-frame per clip (InfoNCE / L2 ablations), one key per clip (keys (B,)).
+  (B,M,D), (B,M) -> (B, D). A clip without a valid I-frame gets index 0 (the loader always gives one)."""
+  draws = jax.vmap(lambda k: jax.random.uniform(k, iframe_mask.shape[1:]))(keys)
+  idx = jnp.argmax(jnp.where(iframe_mask, draws, -1.0), axis=-1)
   return jnp.take_along_axis(iframe_emb, idx[:, None, None], axis=1)[:, 0]
 
 
-def context_loss(kind, video_emb, iframe_emb, iframe_mask, temperature, key, axis_name=None):
-  """config.loss.context dispatcher: 'mi_info_nce' | 'info_nce' | 'l2' (the latter two on a random I-frame)."""
+def context_loss(kind, video_emb, iframe_emb, iframe_mask, temperature, keys, axis_name=None, num_negatives=0):
+  """config.loss.context dispatcher: 'mi_info_nce' | 'info_nce' | 'l2' (the latter two on a random I-frame).
+
+  keys: (B,) one key per clip (the random I-frame of the ablations, the negative subset when num_negatives)."""
+  pick_keys, negative_keys = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(2))
   if kind == 'mi_info_nce':
-    return mi_info_nce(video_emb, iframe_emb, iframe_mask, temperature, axis_name)
-  one = pick_random_iframe(iframe_emb, iframe_mask, key)
+    return mi_info_nce(video_emb, iframe_emb, iframe_mask, temperature, axis_name, num_negatives, negative_keys)
+  one = pick_random_iframe(iframe_emb, iframe_mask, pick_keys)
   if kind == 'info_nce':
-    return info_nce(video_emb, one, temperature, axis_name)
+    return info_nce(video_emb, one, temperature, axis_name, num_negatives, negative_keys)
   if kind == 'l2':
     return l2_embedding_loss(video_emb, one, axis_name)
   raise ValueError(f"config.loss.context: unknown {kind!r}; choose mi_info_nce | info_nce | l2")

@@ -7,6 +7,7 @@ import simplejpeg
 
 from configs import base
 from csvr_jax.data import records
+from csvr_jax.train import schedule
 import fast_init as fast_init_lib  # tests/ is on sys.path (pytest, and the drivers' own folder)
 
 H, W = 40, 48
@@ -23,6 +24,7 @@ def tiny_config(dataset_dir=''):
                 max_iframes=2, iframe_margin=1, num_workers=0, blur_sigma=(0.1, 0.5))
   c.train.batch_size = 8
   c.train.total_steps = 4
+  c.train.stages = schedule.paper_stages(branch_steps=0, joint_steps=-1)  # joint only: one compile
   c.train.fast_compile = True
   c.logging.progress_bar = False
   c.logging.log_every_steps = 1
@@ -33,8 +35,8 @@ def tiny_config(dataset_dir=''):
 
 def two_stage(c):
   """pose + context for 2 steps, then everything jointly: two compiles, one per stage."""
-  c.train.stages = (base.stage('branches', 2, ['pose', 'context'], ['vnet', 'inet', 'heads', 'pose_g', 'pose_d']),
-                    base.stage('joint', -1, ['pose', 'context', 'video'], list(base.ALL_NETWORKS)))
+  c.train.stages = (schedule.stage('branches', 2, ['pose', 'context'], ['vnet', 'inet', 'heads', 'pose_g', 'pose_d']),
+                    schedule.stage('joint', -1, ['pose', 'context', 'video'], list(schedule.ALL_NETWORKS)))
   return c
 
 

@@ -169,6 +169,49 @@ def test_sync_batchnorm_matches_global_batch():
                ref_upd['batch_stats'])
 
 
+def test_masked_batchnorm_ignores_padding_frames():
+  """I-Network in train mode: features and BatchNorm statistics of the valid frames do not change when padding
+  slots (black frames, as the loader writes them, or noise) join the batch."""
+  model, variables, _ = _init('r2d_10')
+  valid = jax.random.normal(jax.random.key(3), (4, 32, 32, 3))
+  apply = lambda v, x, m: model.apply(v, x, True, m, mutable=['batch_stats'])
+  ref, ref_upd = run_fast(apply, variables, valid, jnp.ones(4, bool))
+  plain, plain_upd = run_fast(lambda v, x: model.apply(v, x, True, mutable=['batch_stats']), variables, valid)
+  # All rows valid: flax's own statistics, up to the rounding of its one-pass variance formula.
+  np.testing.assert_allclose(ref['pooled'], plain['pooled'], rtol=1e-3, atol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), ref_upd, plain_upd)
+  for padding in (jnp.zeros((4, 32, 32, 3)), 3 * jax.random.normal(jax.random.key(4), (4, 32, 32, 3))):
+    x = jnp.stack([valid, padding], axis=1).reshape(8, 32, 32, 3)  # valid and padding rows interleaved
+    mask = jnp.arange(8) % 2 == 0
+    out, upd = run_fast(apply, variables, x, mask)
+    np.testing.assert_allclose(out['pooled'][::2], ref['pooled'], rtol=1e-4, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), upd, ref_upd)
+  unmasked, _ = run_fast(apply, variables, x, jnp.ones(8, bool))
+  assert not np.allclose(unmasked['pooled'][::2], ref['pooled'], atol=1e-3)  # the padding did matter before
+
+
+def test_masked_batchnorm_is_exact_across_devices_with_uneven_masks():
+  """8 devices holding 0-2 valid rows each give the statistics of the valid rows of the whole batch."""
+  model, variables, _ = _init('r2d_10')
+  sync = models.get_image_backbone('r2d_10', width=TINY, bn_axis_name='data')
+  x = jax.random.normal(jax.random.key(5), (16, 32, 32, 3))
+  mask = jnp.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 1], bool)
+  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Explicit,))
+  P = jax.sharding.PartitionSpec
+
+  def per_device(xs, ms):
+    out, upd = sync.apply(variables, xs, True, ms, mutable=['batch_stats'])
+    return out['pooled'], upd['batch_stats']
+
+  f = jax.shard_map(per_device, mesh=mesh, in_specs=(P('data'), P('data')), out_specs=(P('data'), P()))
+  put = lambda a: jax.device_put(a, jax.NamedSharding(mesh, P('data')))
+  pooled, stats = run_fast(f, put(x), put(mask))
+  ref, ref_upd = run_fast(functools.partial(model.apply, train=True, mutable=['batch_stats']), variables, x[mask])
+  np.testing.assert_allclose(np.asarray(pooled)[np.asarray(mask)], ref['pooled'], rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats,
+               ref_upd['batch_stats'])
+
+
 def test_unknown_backbone_is_clear():
   with pytest.raises(ValueError, match="unknown video backbone 'r4d'"):
     models.get_video_backbone('r4d')

@@ -12,6 +12,7 @@ import pytest
 
 from configs import demo as demo_config
 from csvr_jax import demo
+from csvr_jax.train import schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'launch', 'colab_quickstart.ipynb')
@@ -25,11 +26,13 @@ def test_pretrain_config_gives_every_method_the_same_budget():
   for _, branches in demo.METHODS:
     if branches is None:
       continue
-    stages = demo.pretrain_config(config, branches).train.stages
-    assert sum(s.steps for s in stages) == total == config.train.total_steps
+    c = demo.pretrain_config(config, branches)
+    stages = schedule.resolve_stages(c, c.train.total_steps)
+    assert stages[-1].end == total == config.train.total_steps
     assert all(set(s.losses) <= set(branches) for s in stages)
-  context_only = demo.pretrain_config(config, ('context',)).train.stages
-  assert [s.name for s in context_only] == ['context']
+  c = demo.pretrain_config(config, ('context',))
+  context_only = schedule.resolve_stages(c, c.train.total_steps)
+  assert [(s.name, s.start, s.end) for s in context_only] == [('context', 0, total)]
 
 
 def test_process_groups_run_every_method_once(monkeypatch):

@@ -17,15 +17,16 @@ def _np_normalize(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _np_mi_info_nce(v, k, mask, tau):
-  """Brute-force eq. 2 with explicit loops over clips and I-frames (float64)."""
+def _np_mi_info_nce(v, k, mask, tau, negatives=None):
+  """Brute-force eq. 2 with explicit loops over clips and I-frames (float64); negatives (B, B*M) bool: the
+  negative keys each clip may use (None: all valid ones of the other clips)."""
   v, k = _np_normalize(v.astype(np.float64)), _np_normalize(k.astype(np.float64))
   out = []
   for i in range(v.shape[0]):
     pos, allsum = 0.0, 0.0
     for j in range(k.shape[0]):
       for m in range(k.shape[1]):
-        if not mask[j, m]:
+        if not mask[j, m] or (j != i and negatives is not None and not negatives[i, j * k.shape[1] + m]):
           continue
         e = np.exp(np.dot(v[i], k[j, m]) / tau)
         allsum += e
@@ -84,7 +85,7 @@ def test_mi_info_nce_finite_difference_gradient():
 def test_context_losses_sharded_equal_single_device():
   mesh = jax.make_mesh((8,), ('data',))
   v, k, mask = _random_case(5, b=16, m=3, d=8)
-  one = np.asarray(losses.pick_random_iframe(jnp.asarray(k), jnp.asarray(mask), jax.random.key(0)))
+  one = np.asarray(losses.pick_random_iframe(jnp.asarray(k), jnp.asarray(mask), jax.random.split(jax.random.key(0), 16)))
   fns = {
       'mi': (lambda v_, k_, m_, ax: losses.mi_info_nce(v_, k_, m_, 0.1, axis_name=ax), (v, k, mask)),
       'info': (lambda v_, k_, ax: losses.info_nce(v_, k_, 0.1, axis_name=ax), (v, one)),
@@ -101,11 +102,52 @@ def test_context_losses_sharded_equal_single_device():
       np.testing.assert_allclose(np.asarray(g_sh), np.asarray(g_1), atol=1e-6, err_msg=name)
 
 
+def test_negative_subset_draws_k_valid_candidates_per_row():
+  rng = np.random.default_rng(0)
+  candidates = rng.random((6, 10)) < 0.5
+  candidates[0] = False
+  candidates[1, :2] = True
+  candidates[1, 2:] = False  # fewer candidates than k: all of them
+  keys = jax.random.split(jax.random.key(1), 6)
+  chosen = np.asarray(losses.negative_subset(jnp.asarray(candidates), 3, keys))
+  assert not (chosen & ~candidates).any()
+  np.testing.assert_array_equal(chosen.sum(1), np.minimum(candidates.sum(1), 3))
+  again = np.asarray(losses.negative_subset(jnp.asarray(candidates[::-1]), 3, keys[::-1]))
+  np.testing.assert_array_equal(again, chosen[::-1])  # a row's draw depends on its key only
+
+
+@pytest.mark.parametrize('kind', ['mi_info_nce', 'info_nce'])
+def test_k_random_negatives_match_numpy_and_are_device_count_independent(kind):
+  v, k, mask = _random_case(8, b=16, m=3, d=8)
+  keys = jax.random.split(jax.random.key(2), 16)
+  fn = lambda v_, k_, m_, keys_, ax: losses.context_loss(kind, v_, k_, m_, 0.1, keys_, axis_name=ax,
+                                                          num_negatives=3)
+  single = float(jax.jit(lambda *a: fn(*a, None))(jnp.asarray(v), jnp.asarray(k), jnp.asarray(mask), keys))
+  mesh = jax.make_mesh((8,), ('data',))
+  sharded_fn = jax.shard_map(functools.partial(fn, ax='data'), mesh=mesh, in_specs=(P('data'),) * 4, out_specs=P())
+  placed = [jax.device_put(a, NamedSharding(mesh, P('data'))) for a in (v, k, mask, keys)]
+  np.testing.assert_allclose(float(jax.jit(sharded_fn)(*placed)), single, rtol=1e-5)
+  # The reference: the same negative subset (drawn by losses.negative_subset with the same keys), numpy loss.
+  neg_keys = jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys)
+  if kind == 'mi_info_nce':
+    own = np.repeat(np.eye(16, dtype=bool), 3, axis=1)
+    neg = np.asarray(losses.negative_subset(jnp.asarray(np.tile(mask.reshape(1, -1), (16, 1)) & ~own), 3, neg_keys))
+    assert (neg.sum(1) == 3).all()
+    np.testing.assert_allclose(single, _np_mi_info_nce(v, k, mask, 0.1, neg), rtol=1e-5)
+  else:
+    pick_keys = jax.vmap(lambda key: jax.random.fold_in(key, 0))(keys)
+    one = np.asarray(losses.pick_random_iframe(jnp.asarray(k), jnp.asarray(mask), pick_keys))
+    neg = np.asarray(losses.negative_subset(jnp.asarray(~np.eye(16, dtype=bool)), 3, neg_keys))
+    np.testing.assert_allclose(single, _np_mi_info_nce(v, one[:, None], np.ones((16, 1), bool), 0.1, neg),
+                               rtol=1e-5)
+
+
 def test_pick_random_iframe_only_valid():
   _, k, mask = _random_case(6, b=5, m=4)
   ids = np.arange(5 * 4, dtype=np.float32).reshape(5, 4, 1)
   for s in range(5):
-    picked = np.asarray(losses.pick_random_iframe(jnp.asarray(ids), jnp.asarray(mask), jax.random.key(s)))
+    picked = np.asarray(losses.pick_random_iframe(jnp.asarray(ids), jnp.asarray(mask),
+                                                  jax.random.split(jax.random.key(s), 5)))
     for b in range(5):
       assert mask[b, int(picked[b, 0]) - 4 * b]
 

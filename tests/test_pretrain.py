@@ -13,6 +13,7 @@ from csvr_jax import metrics
 from csvr_jax import parallel
 from csvr_jax.train import networks
 from csvr_jax.train import pretrain
+from csvr_jax.train import schedule
 from csvr_jax.train import state as state_lib
 from csvr_jax.train import steps as steps_lib
 import pretrain_fixtures as fx  # tests/ is on sys.path (pytest rootdir-less import mode)
@@ -29,30 +30,6 @@ def _state(c, nets, init, mesh):
   opt = state_lib.make_optimizers(c, c.train.total_steps)
   st, _ = state_lib.create_state(init, opt, jax.random.PRNGKey(0), parallel.replicated(mesh))
   return st, opt
-
-
-def test_resolve_stages_paper_schedule_and_ablations():
-  c = base.get_config()
-  c.train.stages = base.paper_stages(branch_steps=10, joint_steps=-1)
-  stages = steps_lib.resolve_stages(c, 100)
-  assert [(s.name, s.start, s.end) for s in stages] == [('pose', 0, 10), ('context', 10, 20),
-                                                         ('video_warmup', 20, 30), ('joint', 30, 100)]
-  assert stages[2].losses == {'video': ('rec', 'pred')}
-  assert 'vnet' not in stages[2].trainable and 'video_d_rec' in stages[2].d_names
-  c.loss.branches = ('context', 'video')
-  c.loss.video_targets = 'prediction'
-  stages = steps_lib.resolve_stages(c, 100)
-  assert [s.name for s in stages] == ['context', 'video_warmup', 'joint']
-  assert stages[-1].losses == {'context': (), 'video': ('pred',)}
-  assert 'pose_d' not in stages[-1].trainable and 'video_g_rec' not in stages[-1].trainable
-  assert 'pose_g' in stages[-1].trainable  # f_d still comes from the pose encoder
-  c.loss.branches = ('pose', 'context', 'video')
-  c.train.stages = (base.stage('a', 10, ['pose'], ['pose_g']),)
-  with pytest.raises(ValueError, match='cover 10 steps but the run has 100'):
-    steps_lib.resolve_stages(c, 100)
-  c.train.stages = (base.stage('a', -1, ['posture'], ['pose_g']),)
-  with pytest.raises(ValueError, match=r"stages\[0\] \(a\): unknown loss 'posture'"):
-    steps_lib.resolve_stages(c, 100)
 
 
 def test_bad_crop_is_one_line():
@@ -80,7 +57,7 @@ def test_one_stage_and_alternating_give_the_same_gradients(engine):
   c, nets, init = engine
   mesh = parallel.make_mesh(c)
   st, opt = _state(c, nets, init, mesh)
-  stage = steps_lib.resolve_stages(c, c.train.total_steps)[0]
+  stage = schedule.resolve_stages(c, c.train.total_steps)[0]
   fns = steps_lib.StepFns(nets, c, stage, opt, mesh)
   batch = parallel.host_to_global(fx.random_batch(c), mesh)
   g1, d1 = jax.device_get(fns.grads_fn['one_stage'](st, batch))
@@ -100,7 +77,7 @@ def test_eight_devices_match_one_device(engine):
   for devices in (jax.devices(), jax.devices()[:1]):
     mesh = parallel.make_mesh(c, devices)
     st, opt = _state(c, nets, init, mesh)
-    fns = steps_lib.StepFns(nets, c, steps_lib.resolve_stages(c, 4)[0], opt, mesh)
+    fns = steps_lib.StepFns(nets, c, schedule.resolve_stages(c, 4)[0], opt, mesh)
     losses = []
     for i, b in enumerate(batches):
       st, m = fns.train_step(st, parallel.host_to_global(b, mesh), i)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csvr_jax.benchmarks import xla_report
+from csvr_jax.train import schedule
 
 
 
@@ -51,7 +52,7 @@ def pretrain_config(arch, *, batch, frames, crop, width, dtype, gan_update, rema
   c.model.conv_impl = conv_impl or c.model.conv_impl
   c.data.clip_len, c.data.future_len, c.data.crop_size = frames, frames, crop
   c.train.batch_size, c.train.remat, c.gan_update, c.n_critic = batch, remat, gan_update, 1
-  c.train.stages = base.paper_stages(branch_steps=10, joint_steps=10)
+  c.train.stages = schedule.paper_stages(branch_steps=10, joint_steps=10)
   return c
 
 
@@ -193,7 +194,7 @@ def bench_pretrain(arch):
   try:
     mesh = parallel.make_mesh(config)
     nets = networks.Networks(config)
-    stages = {s.name: s for s in steps_lib.resolve_stages(config, total_steps=40)}
+    stages = {s.name: s for s in schedule.resolve_stages(config, total_steps=40)}
     optimizers = state_lib.make_optimizers(config, total_steps=40)
     # RngBitGenerator init keys: the random init compiles ~10x faster than threefry on a small CPU.
     init = lambda k: nets.init(jax.random.key(jax.random.randint(k, (), 0, 2**31 - 1), impl='unsafe_rbg'))

@@ -162,20 +162,54 @@ def conv(features, kernel_size, strides, padding, *, name, dtype, impl, use_bias
 
 
 class BatchNorm(nn.BatchNorm):
-  """flax BatchNorm plus torch's `num_batches_tracked` counter in 'batch_stats'.
+  """flax BatchNorm plus torch's `num_batches_tracked` counter in 'batch_stats', and exact row masks.
 
   The counter is what torch keeps (it counts training-mode calls); it lets torchvision checkpoints round-trip
   exactly. Eval mode uses the running statistics exactly like torch. One difference remains in training:
   torch updates running_var with the unbiased batch variance, flax with the biased one (n/(n-1) apart).
+
+  `mask` (N,) bool (training mode): batch statistics over the rows where it is True only, so padding rows
+  (empty I-frame slots) change neither the normalisation of the valid rows nor the running statistics. Sums
+  and counts are psum'd over `axis_name`: exact when devices hold different numbers of valid rows (flax's own
+  `mask` argument averages per-device means instead).
   """
 
   @nn.compact
-  def __call__(self, x, use_running_average: Optional[bool] = None, **kwargs):
+  def __call__(self, x, use_running_average: Optional[bool] = None, *, mask=None):
     counter = self.variable('batch_stats', 'num_batches_tracked', lambda: jnp.zeros((), jnp.int32))
     use_ra = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
     if not use_ra and not self.is_initializing():
       counter.value = counter.value + 1
-    return super().__call__(x, use_running_average=use_running_average, **kwargs)
+    if mask is None or use_ra:
+      return super().__call__(x, use_running_average=use_running_average)
+    features = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32), (features,))
+    ra_var = self.variable('batch_stats', 'var', lambda s: jnp.ones(s, jnp.float32), (features,))
+    mean, var = masked_moments(x, mask, None if self.is_initializing() else self.axis_name)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    mul = jax.lax.rsqrt(var + self.epsilon)
+    if self.use_scale:
+      mul = mul * self.param('scale', self.scale_init, (features,), self.param_dtype)
+    y = (x.astype(jnp.float32) - mean) * mul
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (features,), self.param_dtype)
+    return y.astype(self.dtype or x.dtype)
+
+
+def masked_moments(x, mask, axis_name=None):
+  """Per-channel mean and biased variance of x (N, ..., C) over the rows where mask (N,) is True, over all
+  devices of `axis_name` -> two (C,) float32 arrays. Two passes (mean, then squared deviations): with padding
+  rows the sums run over other values than flax's, and the one-pass E[x^2] - E[x]^2 would amplify that
+  rounding difference."""
+  w = mask.astype(jnp.float32).reshape((-1,) + (1,) * (x.ndim - 1))
+  x = x.astype(jnp.float32)
+  axes = tuple(range(x.ndim - 1))
+  psum = (lambda v: v) if axis_name is None else (lambda v: jax.lax.psum(v, axis_name))
+  count = jnp.maximum(psum(jnp.sum(w)) * math.prod(x.shape[1:-1]), 1.0)
+  mean = psum(jnp.sum(w * x, axes)) / count
+  return mean, psum(jnp.sum(w * jnp.square(x - mean), axes)) / count
 
 
 def batch_norm(*, train, name, dtype, axis_name, momentum=TORCH_BN['momentum'], epsilon=TORCH_BN['epsilon']):

@@ -2,7 +2,7 @@
 
 `Networks.apply(name, params, batch_stats, *args, train, noise_keys=None) -> (output, new_batch_stats)` hides
 the per-module signatures from the objectives:
-  vnet(clip (B,T,S,S,3)) -> {'pooled', 'features'};   inet(frames (B,S,S,3)) -> {'pooled', 'features'}
+  vnet(clip (B,T,S,S,3)) -> {'pooled', 'features'};   inet(frames (N,S,S,3), mask=(N,)) -> {'pooled', 'features'}
   heads(v_pooled (B,Cv), i_pooled (N,Ci)) -> (v_emb (B,D), i_emb (N,D))
   pose_g(pose_in (B,T,2N), conf (B,T,N)) -> (P_gen (B,T',2N), f_d)   (noise from noise_keys)
   pose_d(P (B,T',2N), P_in (B,T,2N)) -> logits (B,)
@@ -56,7 +56,7 @@ class Networks:
                        'video_g_pred': m.video_noise_dim}
     self.clip_shape = (d.clip_len, d.crop_size, d.crop_size, 3)
 
-  def apply(self, name, params, batch_stats, *args, train, noise_keys=None):
+  def apply(self, name, params, batch_stats, *args, train, noise_keys=None, **kwargs):
     module = self.modules[name]
     variables = {'params': params}
     if batch_stats:
@@ -65,7 +65,7 @@ class Networks:
       dim = self.noise_dims[name]
       args = args + (jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(noise_keys),)
     mutable = ['batch_stats'] if train and batch_stats else False
-    out = module.apply(variables, *args, train=train, mutable=mutable)
+    out = module.apply(variables, *args, train=train, mutable=mutable, **kwargs)
     if mutable:
       out, updates = out
       return _output(name, out), updates['batch_stats']

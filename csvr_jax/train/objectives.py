@@ -23,44 +23,13 @@ import jax.numpy as jnp
 
 from csvr_jax import losses
 from csvr_jax.data import augment
+from csvr_jax.train import schedule
 
 AXIS = 'data'
-VIDEO_TARGETS = {'both': ('rec', 'pred'), 'reconstruction': ('rec',), 'prediction': ('pred',)}
-GAN_PAIRS = {'pose': ('pose_g', 'pose_d'), 'video_rec': ('video_g_rec', 'video_d_rec'),
-             'video_pred': ('video_g_pred', 'video_d_pred')}
 
 
 def pmean(x):
   return jax.lax.pmean(x, AXIS)
-
-
-def video_targets(config):
-  if config.loss.video_targets not in VIDEO_TARGETS:
-    raise ValueError(f'config.loss.video_targets: unknown {config.loss.video_targets!r}; choose '
-                     f'{" | ".join(VIDEO_TARGETS)}')
-  return VIDEO_TARGETS[config.loss.video_targets]
-
-
-def active_gans(losses_):
-  """Names of the GANs the active losses train: subset of ('pose', 'video_rec', 'video_pred')."""
-  gans = ('pose',) if 'pose' in losses_ else ()
-  if 'video' in losses_:
-    gans += tuple('video_' + t for t in losses_['video'])
-  return gans
-
-
-def networks_used(losses_):
-  """Every network the forward pass of these losses runs (trained or not)."""
-  used = set()
-  if 'context' in losses_:
-    used |= {'vnet', 'inet', 'heads'}
-  if 'pose' in losses_:
-    used |= {'pose_g', 'pose_d'}
-  if 'video' in losses_:
-    used |= {'vnet', 'pose_g', 'integration'}
-  for gan in active_gans(losses_):
-    used |= set(GAN_PAIRS[gan])
-  return used
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -144,9 +113,9 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage):
   new_bs, metrics, fakes, reals, conds = {}, {}, {}, {}, {}
   g_only = jnp.zeros((), jnp.float32)
 
-  def run(name, *args, noise_keys=None):
+  def run(name, *args, noise_keys=None, **kwargs):
     out, bs = nets.apply(name, params[name], batch_stats[name], *args, train=name in stage.trainable,
-                         noise_keys=noise_keys)
+                         noise_keys=noise_keys, **kwargs)
     if name in stage.trainable:
       new_bs[name] = bs
     return out
@@ -157,11 +126,14 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage):
     f_s = v_out['features']
   if 'context' in ls:
     m = inputs['iframes'].shape[1]
-    i_out = run('inet', inputs['iframes'].reshape((-1,) + inputs['iframes'].shape[2:]))
+    # Empty I-frame slots are masked out of the I-Network's BatchNorm statistics (docs/design.md).
+    i_out = run('inet', inputs['iframes'].reshape((-1,) + inputs['iframes'].shape[2:]),
+                mask=inputs['iframe_mask'].reshape(-1))
     v_emb, i_emb = run('heads', v_out['pooled'], i_out['pooled'])
     i_emb = i_emb.reshape(b, m, -1)
     l_ctx = losses.context_loss(config.loss.context, v_emb, i_emb, inputs['iframe_mask'],
-                                config.loss.temperature, k_ctx, axis_name=AXIS)
+                                config.loss.temperature, sample_keys(k_ctx, b), axis_name=AXIS,
+                                num_negatives=config.loss.context_negatives)
     g_only += config.loss.sigma_c * l_ctx
     metrics.update({'context/loss': l_ctx, 'context/top1': context_metrics(v_emb, i_emb, inputs['iframe_mask'])})
 
@@ -204,7 +176,7 @@ def adversarial_weights(config, stage):
 
 
 def disc_logits(nets, params, gan, x, cond):
-  name = GAN_PAIRS[gan][1]
+  name = schedule.GAN_PAIRS[gan][1]
   args = (x, cond) if gan == 'pose' else (x,)
   logits, _ = nets.apply(name, params[name], {}, *args, train=False)
   return logits.reshape(x.shape[0]).astype(jnp.float32)
@@ -227,7 +199,7 @@ def discriminator_loss(d_params, fakes, reals, conds, key, *, nets, config, stag
   (one-stage). The gradient penalty always sees stop_gradient(fake).
   """
   total, fake_logits, metrics = jnp.zeros((), jnp.float32), {}, {}
-  for i, gan in enumerate(active_gans(stage.losses)):
+  for i, gan in enumerate(schedule.active_gans(stage.losses)):
     cond = conds.get(gan)
     real_l = disc_logits(nets, d_params, gan, reals[gan], cond)
     fake_l = disc_logits(nets, d_params, gan, fakes[gan], cond)
@@ -256,7 +228,7 @@ def generator_adversarial_loss(d_params, fakes, conds, *, nets, config, stage):
   """Weighted sum of the generators' adversarial losses (D fixed) -> (loss, metrics)."""
   weights = adversarial_weights(config, stage)
   total, metrics = jnp.zeros((), jnp.float32), {}
-  for gan in active_gans(stage.losses):
+  for gan in schedule.active_gans(stage.losses):
     fake_l = disc_logits(nets, d_params, gan, fakes[gan], conds.get(gan))
     g_loss = pmean(_g_loss(config.loss.gan, fake_l))
     metrics[f'{gan}/g_loss'] = g_loss

@@ -15,6 +15,7 @@ from csvr_jax import checkpoint
 from csvr_jax import metrics as metrics_lib
 from csvr_jax import parallel
 from csvr_jax.train import networks
+from csvr_jax.train import schedule
 from csvr_jax.train import state as state_lib
 from csvr_jax.train import steps as steps_lib
 
@@ -60,13 +61,15 @@ def make_evaluators(config):
 def run(config, workdir):
   parallel.initialize(config)
   loader, dataset_size = make_loader(config)
-  return train(config, workdir, iter(loader), total_steps_of(config, dataset_size))
+  return train(config, workdir, iter(loader), total_steps_of(config, dataset_size),
+               steps_per_epoch=dataset_size // config.train.batch_size)
 
 
-def train(config, workdir, data_iter, total_steps, init_variables=None):
+def train(config, workdir, data_iter, total_steps, init_variables=None, steps_per_epoch=None):
   """The training loop on `data_iter` (host batches of the pretraining contract, with get_state/set_state).
 
   init_variables: key -> {network: variables} (traceable); None = the networks' own initialisers.
+  steps_per_epoch: resolves stage lengths given in epochs (None: every stage must be given in steps).
   Returns (final TrainState, {stage name: StepFns}). Raises metrics.NonFiniteLossError on NaN/Inf.
   """
   # ------------------------------------------------------------------------------------- mesh
@@ -77,7 +80,7 @@ def train(config, workdir, data_iter, total_steps, init_variables=None):
   # ------------------------------------------------------------------------- model/optimizer
   nets = networks.Networks(config)
   optimizers = state_lib.make_optimizers(config, total_steps)
-  stages = steps_lib.resolve_stages(config, total_steps)
+  stages = schedule.resolve_stages(config, total_steps, steps_per_epoch)
 
   # ------------------------------------------------------------------------------------ state
   state, abstract = state_lib.create_state(init_variables or nets.init, optimizers, jax.random.PRNGKey(config.seed),
@@ -117,7 +120,7 @@ def train(config, workdir, data_iter, total_steps, init_variables=None):
                   if ckpt.latest_step() is not None else 'no checkpoint was written')
   try:
     while step < total_steps:
-      stage = steps_lib.stage_at(stages, step)
+      stage = schedule.stage_at(stages, step)
       fns = fns_for(stage)
       batch = parallel.host_to_global(next(data_iter), mesh)
       state, step_metrics = fns.train_step(state, batch, step)

@@ -1,6 +1,6 @@
 """The pretraining state: one TrainState with a sub-tree per network, and the (static) optimizers.
 
-Networks (configs/base.ALL_NETWORKS): vnet, inet, heads, pose_g, pose_d, integration, video_g_rec,
+Networks (schedule.ALL_NETWORKS): vnet, inet, heads, pose_g, pose_d, integration, video_g_rec,
 video_d_rec, video_g_pred, video_d_pred. Each has its own optimizer state so that a stage can freeze any of
 them by simply not updating it.
 
@@ -16,10 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from csvr_jax.train import init_prng
+from csvr_jax.train import schedule
 
-ALL_NETWORKS = ('vnet', 'inet', 'heads', 'pose_g', 'pose_d', 'integration',
-                'video_g_rec', 'video_d_rec', 'video_g_pred', 'video_d_pred')
-DISCRIMINATORS = ('pose_d', 'video_d_rec', 'video_d_pred')
 
 
 @flax.struct.dataclass
@@ -67,8 +65,9 @@ def make_optimizers(config, total_steps):
   """network name -> (optax transform giving the direction, step -> learning rate)."""
   lr = learning_rate_fn(config, total_steps)
   disc_lr = optax.constant_schedule(config.optim.disc_lr)
-  return {name: (_direction(config, name in DISCRIMINATORS), disc_lr if name in DISCRIMINATORS else lr)
-          for name in ALL_NETWORKS}
+  is_disc = lambda name: name in schedule.DISCRIMINATORS
+  return {name: (_direction(config, is_disc(name)), disc_lr if is_disc(name) else lr)
+          for name in schedule.ALL_NETWORKS}
 
 
 def apply_gradients(state, grads, optimizers, names):

@@ -12,7 +12,6 @@ both gradients: D's backward yields its parameter gradient and the gradient at t
 scale (-1 for WGAN, -exp(-logit) per sample for BCE, times the loss weight) turns into the generator's
 adversarial gradient (losses.py docstring). `gradients(...)` exposes both ways for the equality test.
 """
-import dataclasses
 import functools
 
 import jax
@@ -21,66 +20,8 @@ import jax.numpy as jnp
 from csvr_jax import losses
 from csvr_jax import parallel
 from csvr_jax.train import objectives
+from csvr_jax.train import schedule
 from csvr_jax.train import state as state_lib
-
-LOSS_NAMES = ('pose', 'context', 'video')
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Stage:
-  """A resolved stage: steps [start, end), active losses ({'pose': (), 'context': (), 'video': targets})."""
-  name: str
-  start: int
-  end: int
-  losses: dict
-  trainable: tuple
-
-  @property
-  def d_names(self):
-    return tuple(n for n in self.trainable if n in state_lib.DISCRIMINATORS)
-
-  @property
-  def g_names(self):
-    return tuple(n for n in self.trainable if n not in state_lib.DISCRIMINATORS)
-
-
-def resolve_stages(config, total_steps):
-  """config.train.stages -> [Stage]; steps=-1 takes the rest; 0-step stages and stages whose losses are all
-  ablated away by config.loss.branches are skipped; networks a stage does not run are dropped from its
-  trainable list. Errors are one line naming the key."""
-  for b in config.loss.branches:
-    if b not in LOSS_NAMES:
-      raise ValueError(f'config.loss.branches: unknown branch {b!r}; choose from {LOSS_NAMES}')
-  targets = objectives.video_targets(config)
-  stages, start = [], 0
-  for i, s in enumerate(config.train.stages):
-    key = f'config.train.stages[{i}] ({s.name})'
-    for l in s.losses:
-      if l not in LOSS_NAMES:
-        raise ValueError(f'{key}: unknown loss {l!r}; choose from {LOSS_NAMES}')
-    for n in s.trainable:
-      if n not in state_lib.ALL_NETWORKS:
-        raise ValueError(f'{key}: unknown network {n!r}; choose from {state_lib.ALL_NETWORKS}')
-    losses_ = {l: (targets if l == 'video' else ()) for l in s.losses if l in config.loss.branches}
-    steps = total_steps - start if s.steps == -1 else s.steps
-    if steps <= 0 or not losses_ or start >= total_steps:
-      continue
-    used = objectives.networks_used(losses_)
-    end = min(start + steps, total_steps)
-    stages.append(Stage(s.name, start, end, losses_, tuple(n for n in s.trainable if n in used)))
-    start = end
-  if start < total_steps:
-    raise ValueError(f'config.train.stages cover {start} steps but the run has {total_steps} '
-                     '(config.train.total_steps / epochs): give the last stage steps=-1')
-  return stages
-
-
-def stage_at(stages, step):
-  for s in stages:
-    if s.start <= step < s.end:
-      return s
-  return stages[-1]
-
 
 def step_keys(state):
   """Named per-step streams from the root key: fold_in(rng, step) split (big_vision style)."""
@@ -112,7 +53,7 @@ class StepFns:
     self.forward = functools.partial(objectives.generator_forward, **kw)
     self.d_loss = functools.partial(objectives.discriminator_loss, **kw)
     self.g_adv = functools.partial(objectives.generator_adversarial_loss, **kw)
-    self.gans = objectives.active_gans(stage.losses)
+    self.gans = schedule.active_gans(stage.losses)
     opts = parallel.compiler_options(config)
     wrap = lambda f: jax.jit(parallel.data_parallel(f, mesh, (parallel.REPLICATED, parallel.BATCH),
                                                     (parallel.REPLICATED, parallel.REPLICATED)),
