@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pretrain (or any mode) on one GPU.
 #   CONFIG=configs/k400.py WORKDIR=runs/k400 bash launch/single_gpu.sh [--mode=finetune] [--config.x=y ...]
-# Needs `jax[cuda13]` in place of `jax` in requirements.txt. DRY_RUN=1 prints the command and checks the
+# Needs the CUDA build of JAX: pip install -e ".[cuda]". DRY_RUN=1 prints the command and checks the
 # config and mode through the CLI (--dry_run) without training.
 set -euo pipefail
 cd "$(dirname "$0")/.."

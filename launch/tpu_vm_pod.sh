@@ -15,7 +15,7 @@ CONFIG=${CONFIG:-configs/k400.py}
 DATASET=${DATASET:-gs://YOUR_BUCKET/kinetics400}
 WORKDIR=${WORKDIR:-gs://YOUR_BUCKET/runs/k400}
 args=(--config="$CONFIG" --workdir="$WORKDIR" --config.data.dataset_dir="$DATASET" "$@")
-remote="mkdir -p csvr_jax && tar -xzf csvr_jax.tgz -C csvr_jax && cd csvr_jax && sed -i 's/^jax==/jax[tpu]==/' requirements.txt && pip install -q -r requirements.txt && python3 -m csvr_jax.main ${args[*]}"
+remote="mkdir -p csvr_jax && tar -xzf csvr_jax.tgz -C csvr_jax && cd csvr_jax && pip install -q -e '.[tpu]' && python3 -m csvr_jax.main ${args[*]}"
 steps=(
   "gcloud compute tpus tpu-vm create $TPU_NAME --zone=$ZONE --accelerator-type=$ACCELERATOR --version=$RUNTIME"
   "git archive --format=tar.gz -o /tmp/csvr_jax.tgz HEAD"
