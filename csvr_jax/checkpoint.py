@@ -68,12 +68,14 @@ def read_export_meta(export_dir):
 
 
 def load_branches_export(export_dir, meta, purpose):
-  """{'pose_g': variables, 'integration': variables} of an export; `purpose` names what needs them (errors)."""
+  """{'pose_g': variables, 'integration': variables} of an export; `purpose` names what needs them, e.g.
+  "config.finetune.features='fi'" (the first words of the error for an export without them)."""
   export_dir = os.path.abspath(export_dir)
   if 'branches' not in meta:
-    raise ValueError(f'{export_dir} holds the V-Network only (exported before the pose and integration branches '
-                     f'were, or converted from torchvision), {purpose} needs them: re-export with `python -m '
-                     'csvr_jax.main --mode=export --config=<its config> --workdir=<its pretraining workdir>`')
+    raise ValueError(f'{purpose} needs the pose and integration branches, but {export_dir} holds the V-Network '
+                     'only (exported before branches/ existed, or converted from torchvision): re-export it with '
+                     '`python -m csvr_jax.main --mode=export --config=<its config> --workdir=<its pretraining '
+                     'workdir>`')
   with ocp.StandardCheckpointer() as ckptr:
     return ckptr.restore(os.path.join(export_dir, BRANCHES_DIR))
 

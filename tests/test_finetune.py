@@ -133,3 +133,20 @@ def test_feature_steps_train_every_part_and_8_devices_equal_1(features, networks
   chex.assert_trees_all_close(state8.params, state1.params, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(state8.batch_stats, state1.batch_stats, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(m8['finetune/loss'], m1['finetune/loss'], rtol=1e-5)
+
+
+@pytest.mark.parametrize('features,label', [('fi', 'f_i'), ('fd', 'f_d')])
+def test_finetune_run_with_features_from_random_init(features, label, tmp_path):
+  """--mode=finetune end to end with f_i / f_d (random init of every part): trains, tests, names the row."""
+  from pretrain_fixtures import write_toy_dataset
+  c = _tiny_features_config(features)
+  c.data.dataset_dir = write_toy_dataset(tmp_path / 'toy')
+  c.data.num_eval_clips, c.eval.batch_size = 2, 8
+  c.finetune.num_classes, c.finetune.total_steps = 2, 2
+  c.eval.method_name = 'scratch'
+  out = finetune.run(c, str(tmp_path / 'work'))
+  assert 0.0 <= out['finetune/top1'] <= 1.0 and out['confusion'].sum() == 2  # the 2 test videos
+  ft_dir = finetune.run_dir(c, str(tmp_path / 'work'))
+  assert ft_dir.endswith(f'_{features}') and os.path.isdir(os.path.join(ft_dir, 'checkpoints', '2'))
+  runs = json.load(open(tmp_path / 'work' / 'results.json'))['runs']
+  assert [r['method'] for r in runs] == [f'scratch ({label})']

@@ -109,8 +109,8 @@ def branch_modules(config, branches, channels, bn_axis_name=None):
 
 
 def random_branch_variables(config, branches, vnet=None):
-  """Random {'pose_g': a whole PoseGenerator's variables, 'integration': ... (when vnet is given)}: what an
-  export's branches/ holds, from the keys of the module docstring."""
+  """Random {'pose_g': a whole PoseGenerator's variables, 'integration': ... (when vnet, the V-Network module,
+  is given)}: what an export's branches/ holds; seeds as in the module docstring."""
   p = branches['pose_g']
   dtype = jnp.dtype(config.model.dtype)
   generator = pose_gan.PoseGenerator(channels=p['channels'], encoder_layers=p['encoder_layers'],
@@ -144,7 +144,8 @@ def _branches(config, meta, with_integration, vnet):
 
 
 def _meta_only(config):
-  """The export's meta (None for a random init) without reading the V-Network ('fd' does not run it)."""
+  """The export's meta (None for a random init) without reading the V-Network ('fd' does not run it); a
+  torchvision file has no meta but its source ('torchvision', which carries no branches)."""
   path = config.checkpoint.init_from
   if not path:
     return None

@@ -7,7 +7,8 @@ trained end to end, from `config.checkpoint.init_from` (export dir | torchvision
 random init, the from-scratch baseline; see backbone_init.py), fresh classifier with dropout `model.dropout`
 (0.3) before it; SGD momentum `optim.momentum`, weight decay `finetune.weight_decay` added to the gradient
 (PyTorch semantics, on every parameter), lr = `finetune.lr_per_sample` x `finetune.batch_size` with the
-`optim.schedule` (cosine) over the run; the four augmentations (random resized crop + flip on the host, colour jitter + blur on the device).
+`optim.schedule` (cosine) over the run; the four augmentations (random resized crop + flip on the host, colour
+jitter + blur on the device; the clip's poses follow its crop and flip).
 Data parallel over the mesh axis 'data' with shard_map as in pretraining (BN statistics over the global batch
 when `model.sync_bn`). Checkpoints (state + data iterator + config) in `run_dir(config, workdir)`/checkpoints every
 `checkpoint.every_steps`, at the end and on SIGTERM; rerunning the command resumes.
