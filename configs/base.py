@@ -135,6 +135,10 @@ def get_config(arg=None):
   c.finetune.lr_per_sample = 1e-4
   c.finetune.weight_decay = 0.003
   c.finetune.total_steps = -1
+  # What finetune / linear_probe / retrieval start from (csvr_jax/models/downstream.py): 'vnet' the V-Network
+  # (the protocol of other self-supervised papers); 'fi' the integrated feature f_i of V-Network + pose encoder
+  # + integration layer on the clip and its poses (the paper, IV-B; Table I); 'fd' the pose encoder alone.
+  c.finetune.features = 'vnet'
 
   # ---------------------------------------------------------------- evaluation
   c.eval = ConfigDict()

@@ -1,8 +1,15 @@
-"""Checkpoints (orbax) and the exported V-Network.
+"""Checkpoints (orbax) and the export of the pretrained networks.
 
 Export format (read by the finetune / retrieval / linear-probe modes and by torch_interop's CLI):
-  EXPORT_DIR/variables/   orbax StandardCheckpointer pytree {'params': ..., 'batch_stats': ...} (numpy float32)
-  EXPORT_DIR/meta.json    {'arch', 'width', 'clip_len', 'crop_size', 'mean', 'std', 'step', 'source'}
+  EXPORT_DIR/variables/   orbax StandardCheckpointer pytree {'params': ..., 'batch_stats': ...} of the V-Network
+                          alone (numpy float32; torch_interop converts it to a torchvision state_dict)
+  EXPORT_DIR/branches/    orbax pytree {'pose_g': {'params', 'batch_stats'}, 'integration': {...}}: the pose
+                          generator (the downstream 'fd' / 'fi' features run its encoder) and the integration layer
+  EXPORT_DIR/meta.json    {'arch', 'width', 'clip_len', 'crop_size', 'mean', 'std', 'step', 'source', 'branches'}
+                          'branches' = the modules' settings: {'pose_g': {'channels', 'encoder_layers', 'noise_dim',
+                          'out_len'}, 'integration': {'type'}} (the integration layer's channels are the V-Network's)
+Exports written before branches/ existed (and torchvision conversions) hold the V-Network only: meta.json has no
+'branches', and `load_branches_export` says how to re-export.
 """
 import json
 import os
@@ -13,20 +20,30 @@ import orbax.checkpoint as ocp
 
 META_FILE = 'meta.json'
 VARIABLES_DIR = 'variables'
+BRANCHES_DIR = 'branches'
 META_KEYS = ('arch', 'width', 'clip_len', 'crop_size', 'mean', 'std', 'step', 'source')
+BRANCH_NETWORKS = ('pose_g', 'integration')
 
 
-def save_backbone_export(export_dir, variables, meta):
-  """Writes backbone `variables` ({'params', 'batch_stats'}) and `meta` (keys META_KEYS) to export_dir."""
+def _save_tree(path, tree):
+  host = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), dict(tree))
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, host, force=True)
+
+
+def save_backbone_export(export_dir, variables, meta, branches=None):
+  """Writes the V-Network's `variables` ({'params', 'batch_stats'}), optionally the `branches`
+  ({'pose_g': variables, 'integration': variables}, described by meta['branches']) and `meta` (META_KEYS)."""
   missing = [k for k in META_KEYS if k not in meta]
   if missing:
     raise ValueError(f'export meta lacks keys {missing}')
+  if branches is not None and sorted(branches) != sorted(meta.get('branches', {})):
+    raise ValueError(f'export: branches {sorted(branches)} but meta describes {sorted(meta.get("branches", {}))}')
   export_dir = os.path.abspath(export_dir)
   os.makedirs(export_dir, exist_ok=True)
-  host_vars = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), dict(variables))
-  path = os.path.join(export_dir, VARIABLES_DIR)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(path, host_vars, force=True)
+  _save_tree(os.path.join(export_dir, VARIABLES_DIR), variables)
+  if branches is not None:
+    _save_tree(os.path.join(export_dir, BRANCHES_DIR), branches)
   tmp = os.path.join(export_dir, META_FILE + '.tmp')
   with open(tmp, 'w') as f:
     json.dump(dict(meta), f, indent=2)
@@ -34,16 +51,33 @@ def save_backbone_export(export_dir, variables, meta):
 
 
 def load_backbone_export(export_dir):
-  """Returns (variables, meta) of an export written by save_backbone_export."""
-  export_dir = os.path.abspath(export_dir)
-  meta_path = os.path.join(export_dir, META_FILE)
+  """Returns (variables, meta) of an export written by save_backbone_export: the V-Network's variables."""
+  meta = read_export_meta(export_dir)
+  with ocp.StandardCheckpointer() as ckptr:
+    variables = ckptr.restore(os.path.join(os.path.abspath(export_dir), VARIABLES_DIR))
+  return variables, meta
+
+
+def read_export_meta(export_dir):
+  """meta.json of an export (FileNotFoundError naming it if absent)."""
+  meta_path = os.path.join(os.path.abspath(export_dir), META_FILE)
   if not os.path.exists(meta_path):
     raise FileNotFoundError(f'{meta_path} not found: not a csvr_jax export (run --mode=export first)')
   with open(meta_path) as f:
-    meta = json.load(f)
+    return json.load(f)
+
+
+def load_branches_export(export_dir, meta, purpose):
+  """{'pose_g': variables, 'integration': variables} of an export; `purpose` names what needs them, e.g.
+  "config.finetune.features='fi'" (the first words of the error for an export without them)."""
+  export_dir = os.path.abspath(export_dir)
+  if 'branches' not in meta:
+    raise ValueError(f'{purpose} needs the pose and integration branches, but {export_dir} holds the V-Network '
+                     'only (exported before branches/ existed, or converted from torchvision): re-export it with '
+                     '`python -m csvr_jax.main --mode=export --config=<its config> --workdir=<its pretraining '
+                     'workdir>`')
   with ocp.StandardCheckpointer() as ckptr:
-    variables = ckptr.restore(os.path.join(export_dir, VARIABLES_DIR))
-  return variables, meta
+    return ckptr.restore(os.path.join(export_dir, BRANCHES_DIR))
 
 
 # ------------------------------------------------------------------------------- training checkpoints
@@ -162,18 +196,35 @@ def export_meta(config, step, source):
               step=None if step is None else int(step), source=source)
 
 
+def branch_meta(config):
+  """meta['branches']: the settings of the exported branch modules (from config.model)."""
+  m, d = config.model, config.data
+  return {'pose_g': dict(channels=int(m.pose_channels), encoder_layers=int(m.pose_encoder_layers),
+                         noise_dim=int(m.pose_noise_dim), out_len=int(d.future_len)),
+          'integration': dict(type=str(m.integration))}
+
+
+def write_export(export_dir, config, params, batch_stats, step, source):
+  """The export builder (--mode=export, the demo): a TrainState's `params` / `batch_stats` (network name ->
+  tree; restored numpy or live jax arrays) -> the V-Network and the branches under export_dir. Returns meta."""
+  take = lambda name: {'params': params[name], 'batch_stats': batch_stats.get(name, {})}  # no BN: no entry
+  meta = {**export_meta(config, step, source), 'branches': branch_meta(config)}
+  save_backbone_export(export_dir, take('vnet'), meta, {name: take(name) for name in BRANCH_NETWORKS})
+  return meta
+
+
 def checkpoint_source(workdir, step):
   """The `source` an export of checkpoint `step` of `workdir` records."""
   return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step))
 
 
 def export_mode(config, workdir):
-  """`--mode=export`: the latest checkpoint's V-Network (params + batch_stats) -> workdir/export/."""
+  """`--mode=export`: the latest checkpoint's V-Network and branches (params + batch_stats) -> workdir/export/."""
   state, step = read_checkpoint_item(workdir)
-  variables = {'params': state['params']['vnet'], 'batch_stats': state['batch_stats'].get('vnet', {})}
-  meta = export_meta(config, step, checkpoint_source(workdir, step))
   export_dir = os.path.join(workdir, 'export')
   if jax.process_index() == 0:
-    save_backbone_export(export_dir, variables, meta)
-    print(f'exported V-Network {meta["arch"]} (step {step}) to {os.path.abspath(export_dir)}')
+    meta = write_export(export_dir, config, state['params'], state['batch_stats'], step,
+                        checkpoint_source(workdir, step))
+    print(f'exported V-Network {meta["arch"]} and {", ".join(BRANCH_NETWORKS)} (step {step}) to '
+          f'{os.path.abspath(export_dir)}')
   return export_dir

@@ -49,33 +49,37 @@ def pretrain_config(config, branches):
 
 
 def pretrain_and_export(config, workdir):
-  """Pretrains (resuming if interrupted) and exports the final V-Network; returns the export dir.
+  """Pretrains (resuming if interrupted) and exports the final V-Network and branches; returns the export dir.
 
-  The export is written from the final state in memory: the same arrays `--mode=export` would read back from
-  the final checkpoint (which pretraining has just written), without restoring the whole TrainState."""
+  The export is written from the final state in memory by `--mode=export`'s builder (checkpoint.write_export):
+  the same arrays it would read back from the final checkpoint (which pretraining has just written), without
+  restoring the whole TrainState."""
   from csvr_jax.train import pretrain  # deferred: imports the whole training stack
   export_dir = os.path.join(workdir, 'export')
   if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
     state, _ = pretrain.run(config, workdir)
     step = int(state.step)
-    checkpoint.save_backbone_export(export_dir, pretrain.vnet_variables(state),
-                                    checkpoint.export_meta(config, step, checkpoint.checkpoint_source(workdir, step)))
-    print(f'demo: exported V-Network {config.model.vnet} (step {step}) to {os.path.abspath(export_dir)}')
+    checkpoint.write_export(export_dir, config, state.params, state.batch_stats, step,
+                            checkpoint.checkpoint_source(workdir, step))
+    print(f'demo: exported V-Network {config.model.vnet} and branches (step {step}) to {os.path.abspath(export_dir)}')
   return export_dir
 
 
 def random_init_export(config, workdir):
-  """The "from scratch" backbone (backbone_init's random initialisation, seed config.seed) written as an export
-  like the pretrained ones: the three methods then feed identical programs (the export stores every array as
-  float32, the freshly initialised BatchNorm counter is int32), so the evaluations compile once for all."""
+  """The "from scratch" networks (backbone_init's random initialisation, seed config.seed: the V-Network, the pose
+  generator and the integration layer) written as an export like the pretrained ones: the three methods then
+  feed identical programs (the export stores every array as float32, the freshly initialised BatchNorm counter
+  is int32), so the evaluations compile once for all, whichever config.finetune.features they use."""
   from csvr_jax.train import backbone_init  # deferred with the training stack
   export_dir = os.path.join(workdir, 'export')
   if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
     c = config.copy_and_resolve_references()
     c.checkpoint.init_from = ''
-    _, variables, _ = backbone_init.load_backbone(c)
-    checkpoint.save_backbone_export(export_dir, variables,
-                                    checkpoint.export_meta(c, None, f'random initialisation, seed {c.seed}'))
+    vnet, variables, _ = backbone_init.load_backbone(c)
+    networks = {'vnet': variables, **backbone_init.random_branch_variables(c, checkpoint.branch_meta(c), vnet)}
+    checkpoint.write_export(export_dir, c, {n: v['params'] for n, v in networks.items()},
+                            {n: v['batch_stats'] for n, v in networks.items()}, None,
+                            f'random initialisation, seed {c.seed}')
   return export_dir
 
 

@@ -50,7 +50,8 @@ def describe_run(config, meta):
   """The description part of a run from the config and the backbone export's meta (None: random init).
 
   meta's optional keys 'dataset' (pretraining data), 'epochs' and 'pretext' (dict of pretext metrics at
-  export time) are used when the export carries them.
+  export time) are used when the export carries them. The method names the features when they are not the
+  V-Network's (config.finetune.features 'fi' -> "CSVR (f_i)", 'fd' -> "CSVR (f_d)").
   """
   dataset = dataset_name(config.data.dataset_dir)
   if meta is None:
@@ -58,10 +59,13 @@ def describe_run(config, meta):
   else:
     method, backbone = meta['source'], meta['arch']
     pretrain_data, epochs, step = meta.get('dataset', '-'), meta.get('epochs'), meta.get('step')
-  return {'method': config.eval.method_name or method, 'backbone': backbone, 'pretrain_data': pretrain_data,
-          'epochs': epochs, 'pretrain_step': step, 'resolution': int(config.data.crop_size),
-          'clip_len': int(config.data.clip_len), 'dataset': dataset,
-          'init_from': config.checkpoint.init_from,
+  from csvr_jax.models import downstream  # deferred: the report CLI needs no JAX
+  label = downstream.LABELS[downstream.check_features(config.finetune.features)]
+  method = config.eval.method_name or method
+  method = f'{method} ({label})' if label else method
+  return {'method': method, 'backbone': backbone, 'pretrain_data': pretrain_data, 'epochs': epochs,
+          'pretrain_step': step, 'resolution': int(config.data.crop_size), 'clip_len': int(config.data.clip_len),
+          'dataset': dataset, 'init_from': config.checkpoint.init_from,
           'pretext': dict(meta.get('pretext', {})) if meta else {}}
 
 

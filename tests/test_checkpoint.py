@@ -15,7 +15,7 @@ from configs import base
 
 def _state(mesh, scale=1.0):
   tree = {'params': {'vnet': {'w': np.arange(6, dtype=np.float32).reshape(2, 3) * scale},
-                     'pose_g': {'b': np.ones(2, np.float32)}},
+                     'pose_g': {'b': np.ones(2, np.float32)}, 'integration': {'c': np.zeros(2, np.float32)}},
           'batch_stats': {'vnet': {'mean': np.full(3, scale, np.float32)}},
           'step': np.int32(3), 'rng': np.array([1, 2], np.uint32)}
   return parallel.replicate(tree, mesh)
@@ -59,6 +59,9 @@ def test_export_mode_writes_vnet(tmp_path):
   np.testing.assert_array_equal(variables['params']['w'], np.arange(6).reshape(2, 3) * 2.0)
   np.testing.assert_array_equal(variables['batch_stats']['mean'], np.full(3, 2.0))
   assert 'pose_g' not in variables['params']
+  branches = checkpoint.load_branches_export(export_dir, meta, 'this test')  # and the branches beside it
+  np.testing.assert_array_equal(branches['pose_g']['params']['b'], np.ones(2))
+  assert branches['integration']['batch_stats'] == {} and meta['branches']['integration']['type'] == 'adain'
 
 
 def test_export_without_checkpoint_is_clear(tmp_path):

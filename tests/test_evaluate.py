@@ -255,3 +255,40 @@ def test_retrieval_and_linear_probe_modes_from_an_export(synth_dir, tmp_path):
   assert out['eval/knn/R@5'] == pytest.approx(r['retrieval/R@5'])
   # The same through the per-type function that pretrain.EVALUATORS registers.
   assert evaluate.knn_evaluator(c, workdir, variables, 10)['top1'] == pytest.approx(r['knn/top1'])
+
+
+def test_frozen_modes_with_fi_features_on_the_toy_dataset(tmp_path):
+  """Linear probe and retrieval from f_i (V-Network + pose encoder + integration on the clips and their poses)."""
+  import json
+  import os
+  import jax
+  from csvr_jax import checkpoint
+  from csvr_jax.data import augment, records, samples
+  from csvr_jax.train import backbone_init, evaluate, networks
+  import pretrain_fixtures as pf  # tests/ is on sys.path
+  c = pf.tiny_config(pf.write_toy_dataset(tmp_path / 'toy'))
+  c.data.num_eval_clips, c.eval.batch_size = 2, 8
+  variables = pf.fast_init(networks.Networks(c), seed=1)(None)
+  export = str(tmp_path / 'export')
+  checkpoint.write_export(export, c, {n: v['params'] for n, v in variables.items()},
+                          {n: v.get('batch_stats', {}) for n, v in variables.items()}, 4, 'CSVR')
+  c.checkpoint.init_from, c.finetune.features = export, 'fi'
+  workdir = str(tmp_path / 'work')
+  metrics = evaluate.frozen_modes(c, workdir)
+  assert 0.0 <= metrics['linear_probe/top1'] <= 1.0 and metrics['retrieval/R@50'] == 1.0  # 8 train videos
+  runs = json.load(open(os.path.join(workdir, 'results.json')))['runs']
+  assert [r['method'] for r in runs] == ['CSVR (f_i)'] and runs[0]['metrics'] == metrics
+  assert '| CSVR (f_i) | R3D-18 |' in open(os.path.join(workdir, 'report.md')).read()
+  # The features are f_i of each clip and its poses, averaged per video: against the samples, one by one.
+  model, loaded, _ = backbone_init.load_downstream(c)
+  got, labels = evaluate.split_features(c, c.data.dataset_dir, 'test', model.apply, loaded,
+                                        input_keys=('clip', 'pose_in', 'pose_in_conf'))
+  src = records.open_split(c.data.dataset_dir, 'test')
+  for v in range(len(src)):
+    rows = [samples.eval_sample(src[v], v, k, c.data) for k in range(2)]
+    batch = {k: np.stack([r[k] for r in rows]) for k in ('clip', 'pose_in', 'pose_in_conf')}
+    assert batch['pose_in_conf'].any()  # the toy records have poses
+    out = model.apply(loaded, augment.normalize(batch['clip'], c.data.mean, c.data.std), batch['pose_in'],
+                      batch['pose_in_conf'], train=False)['pooled']
+    np.testing.assert_allclose(got[v], np.mean(jax.device_get(out), axis=0), rtol=1e-4, atol=1e-5)
+    assert labels[v] == src[v]['label']

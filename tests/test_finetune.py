@@ -70,3 +70,83 @@ def test_finetune_learns_and_resumes(synth_dir, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'per_class_synth_actions.png'))
   conf = json.load(open(os.path.join(ft_dir, 'confusion.json')))
   assert conf['classes'] == ['Walk', 'Run', 'Jump'] and np.sum(conf['confusion']) == 18
+
+
+# ------------------------------------------------------------------ the features: vnet | fi | fd
+
+def _tiny_features_config(features):
+  from pretrain_fixtures import tiny_config  # tests/ is on sys.path
+  c = tiny_config()
+  c.finetune.features, c.finetune.num_classes, c.finetune.batch_size = features, NUM_CLASSES, 8
+  c.model.dropout = 0.0  # dropout keys are per device: only without dropout do 8 devices equal 1
+  return c
+
+
+def _random_batch(c, seed=0):
+  r = np.random.RandomState(seed)
+  b, t, s = 8, c.data.clip_len, c.data.crop_size
+  return {'clip': r.randint(0, 255, (b, t, s, s, 3), dtype=np.uint8),
+          'pose_in': r.rand(b, t, 18, 2).astype(np.float32),
+          'pose_in_conf': (r.rand(b, t, 18) > 0.2).astype(np.float32),
+          'label': r.randint(0, NUM_CLASSES, b).astype(np.int32)}
+
+
+def _two_steps(c, devices):
+  import jax
+  from csvr_jax import parallel
+  from csvr_jax.models import downstream, heads
+  from csvr_jax.train import backbone_init
+  mesh = parallel.make_mesh(c, devices)
+  model, variables, _ = backbone_init.load_downstream(c, bn_axis_name=parallel.DATA)
+  classifier = heads.Classifier(num_classes=NUM_CLASSES, dropout=c.model.dropout)
+  tx = finetune.make_optimizer(c, 10)
+  state = finetune.create_state(c, variables, classifier, finetune.feature_dim(c, model, variables), tx, mesh)
+  initial = finetune.host_copy(state)
+  step = finetune.jit_train_step(c, model, classifier, tx, finetune.learning_rate_fn(c, 10), mesh)
+  keys = downstream.input_keys(c.finetune.features) + ('label',)
+  for seed in (0, 1):
+    batch = _random_batch(c, seed)
+    state, metrics = step(state, parallel.host_to_global({k: batch[k] for k in keys}, mesh))
+  return initial, finetune.host_copy(state), jax.device_get(metrics)
+
+
+def _changed(a, b):
+  import jax
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize('features,networks', [('vnet', {'vnet'}), ('fi', {'vnet', 'pose_g', 'integration'}),
+                                               ('fd', {'pose_g'})])
+def test_feature_steps_train_every_part_and_8_devices_equal_1(features, networks):
+  import chex
+  import jax
+  c = _tiny_features_config(features)
+  initial, state8, m8 = _two_steps(c, jax.devices())
+  assert len(jax.devices()) == 8 and set(state8.params['backbone']) == networks
+  assert set(state8.batch_stats) == networks  # every part has BatchNorm statistics
+  for name in networks:  # trained end to end: every part's parameters and statistics moved
+    assert _changed(state8.params['backbone'][name], initial.params['backbone'][name]), name
+    assert _changed(state8.batch_stats[name], initial.batch_stats[name]), name
+  assert _changed(state8.params['classifier'], initial.params['classifier'])
+  assert np.isfinite(m8['finetune/loss'])
+  _, state1, m1 = _two_steps(c, jax.devices()[:1])
+  chex.assert_trees_all_close(state8.params, state1.params, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(state8.batch_stats, state1.batch_stats, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(m8['finetune/loss'], m1['finetune/loss'], rtol=1e-5)
+
+
+@pytest.mark.parametrize('features,label', [('fi', 'f_i'), ('fd', 'f_d')])
+def test_finetune_run_with_features_from_random_init(features, label, tmp_path):
+  """--mode=finetune end to end with f_i / f_d (random init of every part): trains, tests, names the row."""
+  from pretrain_fixtures import write_toy_dataset
+  c = _tiny_features_config(features)
+  c.data.dataset_dir = write_toy_dataset(tmp_path / 'toy')
+  c.data.num_eval_clips, c.eval.batch_size = 2, 8
+  c.finetune.num_classes, c.finetune.total_steps = 2, 2
+  c.eval.method_name = 'scratch'
+  out = finetune.run(c, str(tmp_path / 'work'))
+  assert 0.0 <= out['finetune/top1'] <= 1.0 and out['confusion'].sum() == 2  # the 2 test videos
+  ft_dir = finetune.run_dir(c, str(tmp_path / 'work'))
+  assert ft_dir.endswith(f'_{features}') and os.path.isdir(os.path.join(ft_dir, 'checkpoints', '2'))
+  runs = json.load(open(tmp_path / 'work' / 'results.json'))['runs']
+  assert [r['method'] for r in runs] == [f'scratch ({label})']

@@ -125,8 +125,9 @@ def test_pretrain_batch_renders_the_samples_of_pretrain_sample(dataset_dir):
 def test_finetune_fields(dataset_dir):
   batch = next(iter(pipeline.finetune_loader(_config(), dataset_dir, 'train', 3, seed=1, shard_index=0,
                                              shard_count=1)))
-  assert set(batch) == {'clip', 'label'}
+  assert set(batch) == {'clip', 'pose_in', 'pose_in_conf', 'label'}
   assert batch['clip'].shape == (3, 4, 16, 16, 3) and batch['clip'].dtype == np.uint8
+  assert batch['pose_in'].shape == (3, 4, 18, 2) and batch['pose_in_conf'].shape == (3, 4, 18)
   assert batch['label'].shape == (3,) and batch['label'].dtype == np.int32
 
 

@@ -18,10 +18,12 @@ Batch contract (keys, dtypes, shapes per host):
     'video_index'  int32 (B,)                index of the video in the split (same video -> same index)
     'label'        int32 (B,)
     'looped'       bool (B,)                 the video was shorter than clip + future (short-video policy)
-  finetune_loader: 'clip' uint8 (B, T, S, S, 3), 'label' int32 (B,).
+  finetune_loader: 'clip' uint8 (B, T, S, S, 3), 'pose_in' float32 (B, T, 18, 2), 'pose_in_conf' float32
+    (B, T, 18) (the clip's poses through its crop and flip, as in pretraining), 'label' int32 (B,).
   eval_loader (num_eval_clips uniformly spaced clips x centre crop per video, every video exactly once):
-    'clip' uint8 (B, T, S, S, 3), 'label' int32 (B,), 'video_index' int32 (B,), 'clip_index' int32 (B,),
-    'valid' bool (B,): False on the padding rows that fill the last batch (their indices are -1, clip zeros).
+    'clip' uint8 (B, T, S, S, 3), 'pose_in', 'pose_in_conf' (as finetune_loader), 'label' int32 (B,),
+    'video_index' int32 (B,), 'clip_index' int32 (B,), 'valid' bool (B,): False on the padding rows that fill
+    the last batch (their indices are -1, clip and poses zeros).
 
 Loaders return grain.DataLoader objects: `it = iter(loader)`; `next(it)` -> dict of numpy arrays;
 `it.get_state()` -> bytes and `it.set_state(bytes)` restore the exact batch sequence (with or without worker
@@ -297,7 +299,8 @@ def pretrain_loader(data_config, dataset_dir, split, batch_size, seed, shard_ind
 
 def finetune_loader(data_config, dataset_dir, split, batch_size, seed, shard_index=None, shard_count=None,
                     num_workers=None, num_epochs=None):
-  """Shuffled training batches {'clip', 'label'} (random clip, random resized crop, flip)."""
+  """Shuffled training batches {'clip', 'pose_in', 'pose_in_conf', 'label'} (random clip, random resized crop,
+  flip; the poses follow)."""
   source, name = _open(dataset_dir, split)
   sampler = grain.samplers.IndexSampler(len(source), shuffle=True, seed=seed, num_epochs=num_epochs)
   ops = [_FinetuneMap(data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]

@@ -8,6 +8,7 @@ and evaluation loaders batch.
 import numpy as np
 
 from csvr_jax.data import augment
+from csvr_jax.data import records
 from csvr_jax.data import sampling
 
 
@@ -76,32 +77,42 @@ def _clip_views(jpegs, frames, box, size, flip):
   return augment.render_views(jpegs, [(i, box, flip) for i in frames.tolist()], size)
 
 
+def _clip_poses(record, window, box, hw, flip):
+  """'pose_in' (T, N, 2), 'pose_in_conf' (T, N) of a clip's frames, through the clip's box and flip (the
+  pretraining sample's transform; no random draw)."""
+  xy, conf = augment.transform_poses(*sampling.pose_window(record['poses'], window), box, hw, flip)
+  return {'pose_in': xy, 'pose_in_conf': conf}
+
+
 def finetune_sample(record, c, rng):
-  """A random clip (random resized crop + flip) and its label."""
+  """A random clip (random resized crop + flip), its poses (same box and flip) and its label."""
   window = sampling.sample_window(int(record['num_frames']), c.clip_len, c.stride, c.short_video_policy, rng)
   jpegs = record['frames']
   hw = augment.jpeg_size(jpegs[int(window.frames[0])])
   box = augment.random_crop_box(*hw, c.crop_scale, c.crop_ratio, rng)
   flip = bool(rng.random() < c.flip_prob)
-  return {'clip': _clip_views(jpegs, window.frames, box, c.crop_size, flip), 'label': np.int32(record['label'])}
+  return {'clip': _clip_views(jpegs, window.frames, box, c.crop_size, flip),
+          **_clip_poses(record, window, box, hw, flip), 'label': np.int32(record['label'])}
 
 
 def eval_sample(record, video_index, clip_index, c):
-  """Clip `clip_index` of `num_eval_clips` uniformly spaced clips, centre crop (deterministic)."""
+  """Clip `clip_index` of `num_eval_clips` uniformly spaced clips, centre crop (deterministic), its poses."""
   windows = sampling.eval_windows(int(record['num_frames']), c.clip_len, c.stride, c.num_eval_clips,
                                   c.short_video_policy)
   jpegs = record['frames']
-  frames = windows[clip_index].frames
-  hw = augment.jpeg_size(jpegs[int(frames[0])])
+  window = windows[clip_index]
+  hw = augment.jpeg_size(jpegs[int(window.frames[0])])
   box = augment.center_crop_box(*hw, c.short_side, c.crop_size)
-  return {'clip': _clip_views(jpegs, frames, box, c.crop_size, False), 'label': np.int32(record['label']),
+  return {'clip': _clip_views(jpegs, window.frames, box, c.crop_size, False),
+          **_clip_poses(record, window, box, hw, False), 'label': np.int32(record['label']),
           'video_index': np.int32(video_index), 'clip_index': np.int32(clip_index), 'valid': np.bool_(True)}
 
 
 def eval_padding(c):
   """A padding row of the evaluation batch (valid=False)."""
-  t, s = c.clip_len, c.crop_size
-  return {'clip': np.zeros((t, s, s, 3), np.uint8), 'label': np.int32(-1), 'video_index': np.int32(-1),
+  t, s, n = c.clip_len, c.crop_size, records.NUM_JOINTS
+  return {'clip': np.zeros((t, s, s, 3), np.uint8), 'pose_in': np.zeros((t, n, 2), np.float32),
+          'pose_in_conf': np.zeros((t, n), np.float32), 'label': np.int32(-1), 'video_index': np.int32(-1),
           'clip_index': np.int32(-1), 'valid': np.bool_(False)}
 
 

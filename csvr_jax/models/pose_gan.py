@@ -11,6 +11,8 @@ Usage:
   vars_g = g.init({'params': key}, p_in, valid_in, z, train=False)          # p_in (B,16,36), valid_in (B,16,18)
   (p_gen, feats), updates = g.apply(vars_g, p_in, valid_in, z, train=True, mutable=['batch_stats'])
   f_d = feats[-1]                                                             # (B, 2, 256)
+  enc = PoseEncoder(channels=64, encoder_layers=6)                            # G_p's encoder alone
+  f_d = enc.apply(encoder_variables(vars_g, 6), p_in, valid_in, train=False)  # the same f_d, no decoder
   d = PoseDiscriminator(channels=64)
   logits = d.apply(d.init(key, p_gen, p_in), p_gen, p_in)                    # (B,)
 
@@ -55,6 +57,33 @@ def encoder_plan(channels, layers):
   return [(channels * 2 ** min(i // 2, 2), 2 if i % 2 else 1) for i in range(layers)]
 
 
+def _batch_norm(train, bn_axis_name, dtype, name):
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=bn_axis_name, dtype=dtype, name=name)
+
+
+def _encode(p_in, valid, channels, layers, dtype, bn_axis_name, train):
+  """The encoder layers -> [output of each layer]; called inside a compact method, so its convolutions and
+  BatchNorms ('enc{i}', 'enc{i}_bn') are the caller's children: PoseGenerator and PoseEncoder share names."""
+  h = jnp.concatenate([p_in, valid.astype(p_in.dtype)], axis=-1).astype(dtype)
+  feats = []
+  for i, (c, s) in enumerate(encoder_plan(channels, layers)):
+    h = nn.Conv(c, (3,), strides=(s,), padding=1, use_bias=False, dtype=dtype, name=f'enc{i}')(h)
+    h = nn.leaky_relu(_batch_norm(train, bn_axis_name, dtype, f'enc{i}_bn')(h), 0.2)
+    feats.append(h)
+  return feats
+
+
+def encoder_names(layers):
+  """Top-level parameter / batch-statistics names of the encoder inside PoseGenerator and PoseEncoder."""
+  return tuple(n for i in range(layers) for n in (f'enc{i}', f'enc{i}_bn'))
+
+
+def encoder_variables(generator_variables, layers):
+  """A PoseGenerator's {'params', 'batch_stats'} -> the PoseEncoder's (the encoder's entries, same names)."""
+  names = encoder_names(layers)
+  return {col: {n: tree[n] for n in names if n in tree} for col, tree in generator_variables.items()}
+
+
 class PoseGenerator(nn.Module):
   """G_p: (P_in (B,T,2N), valid (B,T,N), z (B,Z)) -> (P_gen (B,T',2N) in [0,1], [encoder features])."""
   channels: int = 64
@@ -64,21 +93,13 @@ class PoseGenerator(nn.Module):
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
 
-  def _bn(self, train, name):
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
-                        dtype=self.dtype, name=name)
-
   @nn.compact
   def __call__(self, p_in, valid, z, train=False):
     """Returns (p_gen, feats); feats[i] is the output of encoder layer i, f_d = feats[-1] (B, T_d, C_d)."""
     n2 = p_in.shape[-1]
-    h = jnp.concatenate([p_in, valid.astype(p_in.dtype)], axis=-1).astype(self.dtype)
-    feats = []
+    feats = _encode(p_in, valid, self.channels, self.encoder_layers, self.dtype, self.bn_axis_name, train)
+    h = feats[-1]
     plan = encoder_plan(self.channels, self.encoder_layers)
-    for i, (c, s) in enumerate(plan):
-      h = nn.Conv(c, (3,), strides=(s,), padding=1, use_bias=False, dtype=self.dtype, name=f'enc{i}')(h)
-      h = nn.leaky_relu(self._bn(train, f'enc{i}_bn')(h), 0.2)
-      feats.append(h)
     zc = nn.Dense(plan[-1][0], dtype=self.dtype, name='noise')(z.astype(self.dtype))
     h = jnp.concatenate([h, jnp.broadcast_to(zc[:, None], h.shape[:2] + zc.shape[-1:])], axis=-1)
     # Decoder: undo each temporal stride of the encoder with nearest x2 upsampling, widths in reverse.
@@ -86,10 +107,23 @@ class PoseGenerator(nn.Module):
       if s == 2:
         h = jnp.repeat(h, 2, axis=1)
       h = nn.Conv(c, (3,), padding=1, use_bias=False, dtype=self.dtype, name=f'dec{i}')(h)
-      h = nn.leaky_relu(self._bn(train, f'dec{i}_bn')(h), 0.2)
+      h = nn.leaky_relu(_batch_norm(train, self.bn_axis_name, self.dtype, f'dec{i}_bn')(h), 0.2)
     h = resize_time(h, self.out_len)
     p_gen = nn.sigmoid(nn.Conv(n2, (3,), padding=1, dtype=self.dtype, name='out')(h))
     return p_gen.astype(jnp.float32), feats
+
+
+class PoseEncoder(nn.Module):
+  """G_p's encoder alone (downstream f_d, Table I): (P_in (B,T,2N), valid (B,T,N)) -> f_d (B, T_d, C_d) in the
+  compute dtype. Its variables are PoseGenerator's encoder entries (`encoder_variables`); no decoder runs."""
+  channels: int = 64
+  encoder_layers: int = 6
+  dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, p_in, valid, train=False):
+    return _encode(p_in, valid, self.channels, self.encoder_layers, self.dtype, self.bn_axis_name, train)[-1]
 
 
 class PoseDiscriminator(nn.Module):

@@ -1,16 +1,18 @@
 """Frozen-backbone evaluation: retrieval, kNN and linear probe modes, and evaluators during pretraining.
 
-Protocol (the paper, section "Finetuning"; DESIGN.md section 1): every video of a split is seen as
-`data.num_eval_clips` (10) uniformly spaced clips x centre crop; the backbone's pooled features of its clips
-are averaged per video ('video_index', padding rows with valid=False ignored; no video is dropped). Retrieval:
+Protocol (the paper, section "Finetuning"): every video of a split is seen as
+`data.num_eval_clips` (10) uniformly spaced clips x centre crop; the pooled features of its clips
+(`config.finetune.features`, models/downstream.py: the V-Network's, f_i's or f_d's of the clip's poses) are
+averaged per video ('video_index', padding rows with valid=False ignored; no video is dropped). Retrieval:
 test videos query the train videos by cosine similarity (optionally each set mean-centred first, CoCLR's
 --center), R@k counts a hit if any of the top k shares the query's class. The pure metrics live in
 downstream_metrics.py and are re-exported here (`retrieval_recall` is the public entry point for features
 computed elsewhere).
 
 Modes (`python -m csvr_jax.main --mode=retrieval|linear_probe --config=... --workdir=...`):
-the backbone comes from `config.checkpoint.init_from` (export dir, torchvision .pth/.npz, or '' = random
-init, the from-scratch baseline); results merge into workdir/results.json and report.md is rewritten.
+the network comes from `config.checkpoint.init_from` (export dir, torchvision .pth/.npz, or '' = random
+init, the from-scratch baseline) and `config.finetune.features`; results merge into workdir/results.json and
+report.md is rewritten.
 
 Evaluators during pretraining (big_vision style), chosen in the config:
   config.evals.knn = dict(type='knn', every_steps=1000)
@@ -36,6 +38,7 @@ import numpy as np
 from csvr_jax import parallel
 from csvr_jax import report
 from csvr_jax.data import augment
+from csvr_jax.models import downstream
 from csvr_jax.train import downstream_metrics
 from csvr_jax.train.downstream_metrics import (average_per_video, classification_metrics, fit_linear_probe,
                                                knn_accuracy, l2_normalize, predict_linear_probe,
@@ -56,10 +59,11 @@ EVALUATOR_DEFAULTS = {
 
 @functools.lru_cache(maxsize=8)
 def _feature_step(apply_fn, mesh, mean, std, fast_compile=False):
-  """jitted (variables, uint8 clips (B, T, S, S, 3) split on 'data') -> (B, C) float32 pooled features."""
-  def local(variables, clips):
-    x = augment.normalize(clips, mean, std)
-    return apply_fn(variables, x, train=False)['pooled'].astype(jnp.float32)
+  """jitted (variables, {'clip': uint8 (B, T, S, S, 3), poses...} split on 'data') -> (B, C) float32 pooled
+  features; apply_fn(variables, clip, **poses, train=False) (downstream.call_args)."""
+  def local(variables, inputs):
+    x, poses = downstream.call_args(inputs, lambda clips: augment.normalize(clips, mean, std))
+    return apply_fn(variables, x, **poses, train=False)['pooled'].astype(jnp.float32)
 
   return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH),
                  compiler_options={'xla_backend_optimization_level': 0} if fast_compile else None)
@@ -70,22 +74,25 @@ def _gather(mesh):
   return jax.jit(lambda t: t, out_shardings=parallel.replicated(mesh))  # every process gets every row
 
 
-def per_video_outputs(step, variables, batches, num_videos, mesh):
-  """Runs `step(variables, global clips) -> (B, D)` over an evaluation loader and averages per video.
+def per_video_outputs(step, variables, batches, num_videos, mesh, input_keys=('clip',)):
+  """Runs `step(variables, global inputs) -> (B, D)` over an evaluation loader and averages per video.
 
   Args:
-    step: jitted function of (replicated variables, uint8 clips split on 'data') -> (B, D) split on 'data'.
+    step: jitted function of (replicated variables, {key: array} of `input_keys`, split on 'data') -> (B, D)
+      split on 'data'.
     variables: the step's variables, already replicated on `mesh`.
-    batches: iterable of this process's eval batches {'clip' uint8 (b, T, S, S, 3), 'video_index' (b,),
-      'valid' (b,) bool, 'label' (b,)}; padding rows have valid=False (and video_index -1).
+    batches: iterable of this process's eval batches {'clip' uint8 (b, T, S, S, 3), 'pose_in', 'pose_in_conf',
+      'video_index' (b,), 'valid' (b,) bool, 'label' (b,)}; padding rows have valid=False (and video_index -1).
     num_videos: videos in the split (every one must appear).
+    input_keys: the batch keys the step reads (downstream.input_keys of the features).
   Returns:
     (per-video means (num_videos, D) float64, labels (num_videos,) int64), the same on every process.
   """
   outs, index, valid, labels = [], [], [], []
   for batch in batches:
-    g = parallel.host_to_global({k: batch[k] for k in ('clip', 'video_index', 'valid', 'label')}, mesh)
-    rows = jax.device_get(_gather(mesh)((step(variables, g['clip']), g['video_index'], g['valid'], g['label'])))
+    g = parallel.host_to_global({k: batch[k] for k in tuple(input_keys) + ('video_index', 'valid', 'label')}, mesh)
+    out = step(variables, {k: g[k] for k in input_keys})
+    rows = jax.device_get(_gather(mesh)((out, g['video_index'], g['valid'], g['label'])))
     for acc, r in zip((outs, index, valid, labels), rows):
       acc.append(np.asarray(r))
   if not outs:
@@ -97,13 +104,14 @@ def per_video_outputs(step, variables, batches, num_videos, mesh):
   return means, video_labels
 
 
-def extract_video_features(apply_fn, variables, batches, num_videos, config, mesh=None):
-  """Per-video backbone features averaged over the clips of an evaluation loader.
+def extract_video_features(apply_fn, variables, batches, num_videos, config, mesh=None, input_keys=('clip',)):
+  """Per-video features averaged over the clips of an evaluation loader.
 
   Args:
-    apply_fn: the backbone's `apply(variables, x, train=False) -> {'pooled': (B, C), ...}`.
-    variables: backbone {'params', 'batch_stats'}.
-    batches, num_videos: as in `per_video_outputs`.
+    apply_fn: a backbone's `apply(variables, x, train=False) -> {'pooled': (B, C), ...}`, or a
+      DownstreamFeatures model's (which also takes the poses; input_keys = downstream.input_keys(features)).
+    variables: its {'params', 'batch_stats'}.
+    batches, num_videos, input_keys: as in `per_video_outputs`.
     config: the full config (data.mean / data.std normalise the clips).
     mesh: device mesh; batches are split over its 'data' axis (None = built from config.mesh).
   Returns:
@@ -112,7 +120,8 @@ def extract_video_features(apply_fn, variables, batches, num_videos, config, mes
   mesh = parallel.make_mesh(config) if mesh is None else mesh
   step = _feature_step(apply_fn, mesh, tuple(map(float, config.data.mean)), tuple(map(float, config.data.std)),
                        bool(config.train.fast_compile))
-  return per_video_outputs(step, parallel.replicate(jax.device_get(variables), mesh), batches, num_videos, mesh)
+  return per_video_outputs(step, parallel.replicate(jax.device_get(variables), mesh), batches, num_videos, mesh,
+                           input_keys)
 
 
 def eval_batches(config, dataset_dir, split, mesh):
@@ -124,14 +133,14 @@ def eval_batches(config, dataset_dir, split, mesh):
   return loader, num_videos
 
 
-def split_features(config, dataset_dir, split, apply_fn, variables, mesh=None):
+def split_features(config, dataset_dir, split, apply_fn, variables, mesh=None, input_keys=('clip',)):
   """Features and labels of every video of `split` through the 10-clip evaluation loader.
 
   dataset_dir: a dataset folder (or an in-memory list of records, as the pipeline accepts).
   """
   mesh = parallel.make_mesh(config) if mesh is None else mesh
   loader, num_videos = eval_batches(config, dataset_dir, split, mesh)
-  return extract_video_features(apply_fn, variables, loader, num_videos, config, mesh)
+  return extract_video_features(apply_fn, variables, loader, num_videos, config, mesh, input_keys)
 
 
 def _prepare(query, gallery, mean_center):
@@ -236,10 +245,13 @@ def linear_probe_evaluator(config, workdir, vnet_variables, step):
 # ------------------------------------------------------------------ modes
 
 def _mode_features(config):
-  """Backbone from config.checkpoint.init_from -> train/test features and the run's description."""
-  model, variables, meta = backbone_init.load_backbone(config)
-  test = split_features(config, config.data.dataset_dir, config.data.eval_split, model.apply, variables)
-  train = split_features(config, config.data.dataset_dir, config.data.train_split, model.apply, variables)
+  """config.finetune.features from config.checkpoint.init_from -> train/test features and the run's
+  description."""
+  model, variables, meta = backbone_init.load_downstream(config)
+  keys = downstream.input_keys(config.finetune.features)
+  d = config.data
+  test = split_features(config, d.dataset_dir, d.eval_split, model.apply, variables, input_keys=keys)
+  train = split_features(config, d.dataset_dir, d.train_split, model.apply, variables, input_keys=keys)
   return train, test, report.describe_run(config, meta)
 
 

@@ -1,11 +1,14 @@
-"""`--mode=finetune`: action recognition from a pretrained (or random) V-Network.
+"""`--mode=finetune`: action recognition from a pretrained (or random) network.
 
-The paper's recipe (configs/ucf101_finetune.py, hmdb51_finetune.py, ssv2_finetune.py): backbone from
-`config.checkpoint.init_from` (export dir | torchvision .pth/.npz | '' = random init, the from-scratch
-baseline; see backbone_init.py), fresh classifier with dropout `model.dropout` (0.3) before it; SGD momentum
-`optim.momentum`, weight decay `finetune.weight_decay` added to the gradient (PyTorch semantics, on every
-parameter), lr = `finetune.lr_per_sample` x `finetune.batch_size` with the `optim.schedule` (cosine) over the run;
-the four augmentations (random resized crop + flip on the host, colour jitter + blur on the device).
+The paper's recipe (configs/ucf101_finetune.py, hmdb51_finetune.py, ssv2_finetune.py): the features of
+`config.finetune.features` (models/downstream.py: 'vnet' the V-Network, 'fi' the integrated feature f_i of the
+V-Network, pose encoder and integration layer on the clip and its poses, 'fd' the pose encoder alone), every part
+trained end to end, from `config.checkpoint.init_from` (export dir | torchvision .pth/.npz for 'vnet' | '' =
+random init, the from-scratch baseline; see backbone_init.py), fresh classifier with dropout `model.dropout`
+(0.3) before it; SGD momentum `optim.momentum`, weight decay `finetune.weight_decay` added to the gradient
+(PyTorch semantics, on every parameter), lr = `finetune.lr_per_sample` x `finetune.batch_size` with the
+`optim.schedule` (cosine) over the run; the four augmentations (random resized crop + flip on the host, colour
+jitter + blur on the device; the clip's poses follow its crop and flip).
 Data parallel over the mesh axis 'data' with shard_map as in pretraining (BN statistics over the global batch
 when `model.sync_bn`). Checkpoints (state + data iterator + config) in `run_dir(config, workdir)`/checkpoints every
 `checkpoint.every_steps`, at the end and on SIGTERM; rerunning the command resumes.
@@ -16,7 +19,7 @@ numbers merge into workdir/results.json and report.md.
 
 Choices: steps = `finetune.total_steps` if > 0, else `finetune.epochs` x (train videos // batch) (one random
 clip per video per epoch); colour augmentation keys are per sample (fold_in of the global row index), dropout
-keys per device.
+keys per device (so with dropout > 0 the masks depend on the device count).
 """
 import functools
 import hashlib
@@ -35,6 +38,7 @@ from csvr_jax import metrics as metrics_lib
 from csvr_jax import parallel
 from csvr_jax import report
 from csvr_jax.data import augment
+from csvr_jax.models import downstream
 from csvr_jax.models import heads
 from csvr_jax.train import backbone_init
 from csvr_jax.train import evaluate
@@ -46,8 +50,8 @@ FINETUNE_DIR = 'finetune'
 @flax.struct.dataclass
 class FinetuneState:
   step: jax.Array     # int32 ()
-  params: dict        # {'backbone': ..., 'classifier': ...}
-  batch_stats: dict   # the backbone's BatchNorm statistics
+  params: dict        # {'backbone': {network name: ...}, 'classifier': ...}
+  batch_stats: dict   # network name -> its BatchNorm statistics
   opt_state: optax.OptState
   rng: jax.Array      # uint32 raw key data; per step: fold_in(rng, step)
 
@@ -64,7 +68,8 @@ def make_optimizer(config, total_steps):
 
 
 def init_state(config, backbone_vars, classifier, feature_dim, tx):
-  """FinetuneState from backbone variables and a fresh classifier (seed config.seed + 1); jittable."""
+  """FinetuneState from the downstream model's variables and a fresh classifier (seed config.seed + 1);
+  jittable."""
   clf = classifier.init(backbone_init.init_key(config.seed + 1), jnp.zeros((1, feature_dim)))['params']
   params = {'backbone': backbone_vars['params'], 'classifier': clf}
   params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
@@ -72,6 +77,13 @@ def init_state(config, backbone_vars, classifier, feature_dim, tx):
                        batch_stats=jax.tree.map(jnp.asarray, backbone_vars['batch_stats']),
                        opt_state=tx.init(params),
                        rng=jax.random.key_data(jax.random.key(config.seed)))
+
+
+def feature_dim(config, model, variables):
+  """C of the model's pooled features (abstract evaluation)."""
+  out = jax.eval_shape(lambda v, inputs: model.apply(v, *inputs, train=False), variables,
+                       backbone_init.example_inputs(config))
+  return out['pooled'].shape[-1]
 
 
 def create_state(config, backbone_vars, classifier, feature_dim, tx, mesh):
@@ -96,16 +108,17 @@ def _augment_per_sample(clips, key, data_config):
   return jax.vmap(lambda c, k: augment.device_augment(c[None], k, data_config)[0])(clips, keys)
 
 
-def train_step(state, batch, *, backbone, classifier, tx, lr_fn, config):
-  """One SGD step inside shard_map: batch {'clip' uint8, 'label'} is this device's rows -> (state, metrics)."""
+def train_step(state, batch, *, model, classifier, tx, lr_fn, config):
+  """One SGD step inside shard_map: batch {input_keys of the features (uint8 'clip', poses), 'label'} is this
+  device's rows -> (state, metrics)."""
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   k_aug, k_drop = jax.random.split(key)
   k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(parallel.DATA))
-  x = _augment_per_sample(batch['clip'], k_aug, config.data)
+  x, poses = downstream.call_args(batch, lambda clips: _augment_per_sample(clips, k_aug, config.data))
 
   def loss_fn(params):
-    out, upd = backbone.apply({'params': params['backbone'], 'batch_stats': state.batch_stats}, x, train=True,
-                              mutable=['batch_stats'])
+    out, upd = model.apply({'params': params['backbone'], 'batch_stats': state.batch_stats}, x, **poses,
+                           train=True, mutable=['batch_stats'])
     logits = classifier.apply({'params': params['classifier']}, out['pooled'], train=True,
                               rngs={'dropout': k_drop})
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
@@ -123,12 +136,21 @@ def train_step(state, batch, *, backbone, classifier, tx, lr_fn, config):
   return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
 
 
+def jit_train_step(config, model, classifier, tx, lr_fn, mesh):
+  """`train_step` data parallel over `mesh`, jitted with the state donated: (state, global batch) -> ..."""
+  step_fn = functools.partial(train_step, model=model, classifier=classifier, tx=tx, lr_fn=lr_fn, config=config)
+  return jax.jit(parallel.data_parallel(step_fn, mesh, (parallel.REPLICATED, parallel.BATCH),
+                                        (parallel.REPLICATED, parallel.REPLICATED)), donate_argnums=(0,),
+                 compiler_options=parallel.compiler_options(config))
+
+
 @functools.lru_cache(maxsize=4)
-def _probs_step(backbone, classifier, mesh, mean, std, fast_compile):
-  """jitted (variables, uint8 clips split on 'data') -> (B, num_classes) softmax probabilities."""
-  def local(variables, clips):
-    out = backbone.apply({'params': variables['params']['backbone'], 'batch_stats': variables['batch_stats']},
-                         augment.normalize(clips, mean, std), train=False)
+def _probs_step(model, classifier, mesh, mean, std, fast_compile):
+  """jitted (variables, {input key: array} split on 'data') -> (B, num_classes) softmax probabilities."""
+  def local(variables, inputs):
+    x, poses = downstream.call_args(inputs, lambda clips: augment.normalize(clips, mean, std))
+    out = model.apply({'params': variables['params']['backbone'], 'batch_stats': variables['batch_stats']},
+                      x, **poses, train=False)
     logits = classifier.apply({'params': variables['params']['classifier']}, out['pooled'], train=False)
     return jax.nn.softmax(logits, axis=-1)
 
@@ -136,12 +158,13 @@ def _probs_step(backbone, classifier, mesh, mean, std, fast_compile):
                  compiler_options={'xla_backend_optimization_level': 0} if fast_compile else None)
 
 
-def evaluate_classifier(config, state, backbone, classifier, mesh, batches, num_videos, num_classes):
+def evaluate_classifier(config, state, model, classifier, mesh, batches, num_videos, num_classes):
   """Test protocol: softmax averaged over each video's clips -> downstream_metrics.classification_metrics."""
-  step = _probs_step(backbone, classifier, mesh, tuple(map(float, config.data.mean)),
+  step = _probs_step(model, classifier, mesh, tuple(map(float, config.data.mean)),
                      tuple(map(float, config.data.std)), bool(config.train.fast_compile))
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  probs, labels = evaluate.per_video_outputs(step, variables, batches, num_videos, mesh)
+  probs, labels = evaluate.per_video_outputs(step, variables, batches, num_videos, mesh,
+                                             downstream.input_keys(config.finetune.features))
   return evaluate.classification_metrics(probs, labels, num_classes)
 
 
@@ -157,11 +180,14 @@ def _dataset(config):
 
 
 def run_dir(config, workdir):
-  """workdir/finetune/<dataset>_<method>_<hash of init_from>: runs from different backbones (or on different
-  datasets) sharing a workdir keep separate checkpoints; rerunning the same command resumes its own."""
+  """workdir/finetune/<dataset>_<method>_<hash of init_from>[_<features>]: runs from different backbones (or
+  features, or on different datasets) sharing a workdir keep separate checkpoints; rerunning the same command
+  resumes its own. ('vnet' adds no suffix: its runs keep the directories they had before features existed.)"""
   init = config.checkpoint.init_from
   digest = hashlib.sha1((os.path.abspath(init) if init else 'random_init').encode()).hexdigest()[:8]
+  features = downstream.check_features(config.finetune.features)
   name = f'{report.dataset_name(config.data.dataset_dir)}_{config.eval.method_name or "run"}_{digest}'
+  name += '' if features == 'vnet' else f'_{features}'
   return os.path.join(workdir, FINETUNE_DIR, re.sub(r'[^A-Za-z0-9_.-]+', '_', name))
 
 
@@ -172,7 +198,7 @@ def total_steps(config, num_train):
 
 
 def train(config, workdir):
-  """The training part of `run` -> (state, backbone, classifier, mesh, meta, class names); None on SIGTERM."""
+  """The training part of `run` -> (state, model, classifier, mesh, meta, class names); None on SIGTERM."""
   # ---------------------------------------------------------------- mesh, data
   parallel.initialize(config)
   mesh = parallel.make_mesh(config)
@@ -183,23 +209,18 @@ def train(config, workdir):
   loader = pipeline.finetune_loader(config.data, config.data.dataset_dir, config.data.train_split,
                                     parallel.local_batch_size(batch), seed=config.data.shuffle_seed)
   data_iter = iter(loader)
+  keys = downstream.input_keys(config.finetune.features) + ('label',)
 
   # ---------------------------------------------------------------- model, optimizer, state
   bn_axis = parallel.DATA if config.model.sync_bn else None
-  backbone, backbone_vars, meta = backbone_init.load_backbone(config, bn_axis_name=bn_axis)
+  model, model_vars, meta = backbone_init.load_downstream(config, bn_axis_name=bn_axis)
   classifier = heads.Classifier(num_classes=config.finetune.num_classes, dropout=config.model.dropout)
-  x = jax.ShapeDtypeStruct((1, config.data.clip_len, config.data.crop_size, config.data.crop_size, 3), jnp.float32)
-  feature_dim = jax.eval_shape(lambda v, x: backbone.apply(v, x, train=False), backbone_vars, x)['pooled'].shape[-1]
   lr_fn = learning_rate_fn(config, steps)
   tx = make_optimizer(config, steps)
-  state = create_state(config, backbone_vars, classifier, feature_dim, tx, mesh)
+  state = create_state(config, model_vars, classifier, feature_dim(config, model, model_vars), tx, mesh)
 
   # ---------------------------------------------------------------- step
-  step_fn = functools.partial(train_step, backbone=backbone, classifier=classifier, tx=tx, lr_fn=lr_fn,
-                              config=config)
-  p_step = jax.jit(parallel.data_parallel(step_fn, mesh, (parallel.REPLICATED, parallel.BATCH),
-                                          (parallel.REPLICATED, parallel.REPLICATED)), donate_argnums=(0,),
-                   compiler_options=parallel.compiler_options(config))
+  p_step = jit_train_step(config, model, classifier, tx, lr_fn, mesh)
 
   # ---------------------------------------------------------------- restore
   ft_dir = run_dir(config, workdir)
@@ -215,7 +236,8 @@ def train(config, workdir):
   step = int(state.step)
   try:
     while step < steps:
-      state, m = p_step(state, parallel.host_to_global(next(data_iter), mesh))
+      batch = next(data_iter)
+      state, m = p_step(state, parallel.host_to_global({k: batch[k] for k in keys}, mesh))
       step += 1
       if step % config.logging.log_every_steps == 0 or step == steps:
         m = jax.device_get(m)
@@ -232,7 +254,7 @@ def train(config, workdir):
     ckpt.close()
     preempt.restore()
     writer.close()
-  return state, backbone, classifier, mesh, meta, names
+  return state, model, classifier, mesh, meta, names
 
 
 def run(config, workdir):
@@ -240,10 +262,10 @@ def run(config, workdir):
   trained = train(config, workdir)
   if trained is None:
     return None
-  state, backbone, classifier, mesh, meta, names = trained
+  state, model, classifier, mesh, meta, names = trained
   ft_dir = run_dir(config, workdir)
   test_batches, num_test = evaluate.eval_batches(config, config.data.dataset_dir, config.data.eval_split, mesh)
-  m = evaluate_classifier(config, state, backbone, classifier, mesh, test_batches, num_test,
+  m = evaluate_classifier(config, state, model, classifier, mesh, test_batches, num_test,
                           config.finetune.num_classes)
   results = {'finetune/top1': m['top1'], 'finetune/top5': m['top5'],
              'finetune/mean_class_accuracy': m['mean_class_accuracy']}
