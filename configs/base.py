@@ -6,6 +6,7 @@ exist. Variants are selected with one string argument (`--config=configs/k400.py
 """
 import ml_collections
 
+from csvr_jax import config_variants
 from csvr_jax.train import schedule
 
 ConfigDict = ml_collections.ConfigDict
@@ -16,7 +17,7 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
 def get_config(arg=None):
-  del arg
+  config_variants.parse(arg, 'configs/base.py')  # no variants
   c = ConfigDict()
   c.seed = 0
   c.mode = 'pretrain'  # default mode when --mode is not given: pretrain|finetune|retrieval|linear_probe|export|demo
@@ -134,6 +135,9 @@ def get_config(arg=None):
   c.finetune.epochs = 100
   c.finetune.lr_per_sample = 1e-4
   c.finetune.weight_decay = 0.003
+  c.finetune.momentum = 0.9
+  c.finetune.schedule = 'cosine'   # the paper's cosine annealing (constant | cosine)
+  c.finetune.warmup_steps = 0
   c.finetune.total_steps = -1
   # What finetune / linear_probe / retrieval start from (csvr_jax/models/downstream.py): 'vnet' the V-Network
   # (the protocol of other self-supervised papers); 'fi' the integrated feature f_i of V-Network + pose encoder
@@ -155,6 +159,17 @@ def get_config(arg=None):
   c.logging.log_every_steps = 50
   c.logging.image_every_steps = 1000
   c.logging.progress_bar = True
+
+  # ---------------------------------------------------------------- experiment (--mode=experiment)
+  # One method end to end (csvr_jax/experiment.py): pretraining (loss.branches) -> export -> evaluations.
+  c.experiment = ConfigDict()
+  c.experiment.method = 'CSVR'       # row label in report.md (the features are appended: "CSVR (f_i)")
+  c.experiment.pretrain = True       # False: random initialisation (the paper's "training from scratch")
+  c.experiment.features = ('vnet',)  # downstream features evaluated, each a run: vnet | fi | fd
+  c.experiment.evaluations = ('finetune', 'frozen')  # finetune | frozen (linear probe + retrieval)
+  # name -> dict(dataset_dir=, num_classes=, lr_per_sample=, weight_decay=, ...): finetuning overrides per
+  # downstream dataset; empty: the pretraining dataset with config.finetune as it is.
+  c.experiment.downstream = ConfigDict()
 
   # ---------------------------------------------------------------- demo (embedded SynthActions run)
   c.demo = ConfigDict()

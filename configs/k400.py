@@ -3,10 +3,12 @@
 Variants: `configs/k400.py` (the recipe), `configs/k400.py:smoke` (a few steps at tiny widths, any machine).
 """
 from configs import base
+from csvr_jax import config_variants
 from csvr_jax.train import schedule
 
 
 def get_config(arg=None):
+  variants = config_variants.parse(arg, 'configs/k400.py', ('smoke',))
   c = base.get_config()
   c.data.dataset_dir = 'data/kinetics400'
   c.data.eval_split = 'validation'
@@ -22,7 +24,7 @@ def get_config(arg=None):
   c.train.compilation_cache_dir = 'jax_cache'
   c.data.num_workers = 8
   c.finetune.num_classes = 400
-  if arg == 'smoke':
+  if 'smoke' in variants:
     c.model.width = 0.125
     c.model.dtype = 'float32'
     c.train.total_steps = 4

@@ -1,8 +1,10 @@
 """Finetuning on Something-Something v2 (174 classes; UCF101's optimisation recipe, validation as test)."""
 from configs import base
+from csvr_jax import config_variants
 
 
 def get_config(arg=None):
+  variants = config_variants.parse(arg, 'configs/ssv2_finetune.py', ('smoke',))
   c = base.get_config()
   c.mode = 'finetune'
   c.data.dataset_dir = 'data/ssv2'
@@ -13,8 +15,7 @@ def get_config(arg=None):
   c.finetune.num_classes = 174
   c.finetune.lr_per_sample = 1e-4
   c.finetune.weight_decay = 0.003
-  c.optim.schedule = 'cosine'
-  if arg == 'smoke':
+  if 'smoke' in variants:
     c.model.width = 0.125
     c.model.dtype = 'float32'
     c.finetune.total_steps = 4

@@ -3,9 +3,11 @@
 Set the backbone with --config.checkpoint.init_from=runs/k400/export (empty = from scratch).
 """
 from configs import base
+from csvr_jax import config_variants
 
 
 def get_config(arg=None):
+  variants = config_variants.parse(arg, 'configs/ucf101_finetune.py', ('smoke',))
   c = base.get_config()
   c.mode = 'finetune'
   c.data.dataset_dir = 'data/ucf101'
@@ -14,8 +16,7 @@ def get_config(arg=None):
   c.finetune.num_classes = 101
   c.finetune.lr_per_sample = 1e-4
   c.finetune.weight_decay = 0.003
-  c.optim.schedule = 'cosine'
-  if arg == 'smoke':
+  if 'smoke' in variants:
     c.model.width = 0.125
     c.model.dtype = 'float32'
     c.finetune.total_steps = 4

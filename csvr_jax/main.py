@@ -23,6 +23,7 @@ MODES = {
     'retrieval': 'csvr_jax.train.evaluate:retrieval_mode',
     'linear_probe': 'csvr_jax.train.evaluate:linear_probe_mode',
     'demo': 'csvr_jax.demo:run',
+    'experiment': 'csvr_jax.experiment:run',
 }
 
 config_flags.DEFINE_config_file('config', None, 'Path to a config file (optionally :variant), e.g. '

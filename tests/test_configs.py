@@ -11,7 +11,10 @@ from configs import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')) if not p.endswith('__init__.py'))
-VARIANTS = {'demo.py': [None, 'quick'], 'k400.py': [None, 'smoke'], 'ucf101.py': [None, 'smoke']}
+VARIANTS = {'demo.py': [None, 'quick', 'research'], 'k400.py': [None, 'smoke'], 'ucf101.py': [None, 'smoke'],
+            'ucf101_finetune.py': [None, 'smoke'], 'hmdb51_finetune.py': [None, 'smoke'],
+            'ssv2_finetune.py': [None, 'smoke'],
+            'table1.py': ['scratch', 'fd', 'fs', 'fi_adain', 'fi_concat', 'fi_full', 'fi_full,smoke']}
 
 
 def load(path, arg):
@@ -21,8 +24,13 @@ def load(path, arg):
   return module.get_config(arg)
 
 
+OPEN_MAPPINGS = ('evals', 'experiment.downstream')  # name -> entry mappings: their entries are checked where used
+
+
 def flat_keys(cfg, prefix=''):
   out = {}
+  if prefix.rstrip('.') in OPEN_MAPPINGS:
+    return {prefix.rstrip('.'): None}
   for k, v in cfg.items():
     if hasattr(v, 'items') and not isinstance(v, dict):
       out.update(flat_keys(v, f'{prefix}{k}.'))
@@ -37,6 +45,26 @@ def test_config_loads_and_declares_nothing_new(path):
   for arg in VARIANTS.get(os.path.basename(path), [None]):
     keys = set(flat_keys(load(path, arg)))
     assert keys <= base_keys, f'{path}:{arg} sets keys missing from base: {sorted(keys - base_keys)}'
+
+
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+def test_config_rejects_an_unknown_variant(path):
+  with pytest.raises(ValueError, match=r'unknown variant .smokee.'):
+    load(path, 'smokee')
+
+
+def test_unknown_variant_is_one_line_on_the_command_line():
+  r = run_main('--config=configs/k400.py:smokee', '--dry_run')
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and "configs/k400.py:smokee: unknown variant 'smokee'; choose from smoke" in lines[0], r.stderr
+
+
+def test_table1_names_one_row():
+  with pytest.raises(ValueError, match='name one of scratch, fd, fs'):
+    load(os.path.join(ROOT, 'configs', 'table1.py'), 'smoke')
+  with pytest.raises(ValueError, match='fd and fs exclude each other'):
+    load(os.path.join(ROOT, 'configs', 'table1.py'), 'fd,fs')
 
 
 def test_paper_defaults():

@@ -80,3 +80,23 @@ def test_paper_recipes_pretrain_each_branch_before_the_joint_stage(recipe):
   smoke = importlib.import_module(f'configs.{recipe}').get_config('smoke')
   assert [s.name for s in schedule.resolve_stages(smoke, smoke.train.total_steps)] == [
       'pose', 'context', 'video_warmup', 'joint']
+
+
+TABLE1_STAGES = {  # row -> the stages (and active losses) its pretraining resolves to, 10 branch epochs each
+    'fd': [('pose', 0, 200, {'pose'})],
+    'fs': [('context', 0, 200, {'context'})],
+    'fi_adain': [('pose', 0, 10, {'pose'}), ('context', 10, 20, {'context'}), ('joint', 20, 200, {'pose', 'context'})],
+    'fi_concat': [('pose', 0, 10, {'pose'}), ('context', 10, 20, {'context'}),
+                  ('joint', 20, 200, {'pose', 'context'})],
+    'fi_full': [('pose', 0, 10, {'pose'}), ('context', 10, 20, {'context'}), ('video_warmup', 20, 30, {'video'}),
+                ('joint', 30, 200, {'pose', 'context', 'video'})],
+}
+
+
+@pytest.mark.parametrize('row', sorted(TABLE1_STAGES))
+def test_table1_rows_resolve_to_their_branches(row):
+  c = importlib.import_module('configs.table1').get_config(row)
+  stages = schedule.resolve_stages(c, 200, steps_per_epoch=1)  # 200 epochs of one step: epochs read as steps
+  assert [(s.name, s.start, s.end, set(s.losses)) for s in stages] == TABLE1_STAGES[row]
+  assert c.experiment.pretrain
+  assert importlib.import_module('configs.table1').get_config('scratch').experiment.pretrain is False

@@ -5,9 +5,9 @@ The paper's recipe (configs/ucf101_finetune.py, hmdb51_finetune.py, ssv2_finetun
 V-Network, pose encoder and integration layer on the clip and its poses, 'fd' the pose encoder alone), every part
 trained end to end, from `config.checkpoint.init_from` (export dir | torchvision .pth/.npz for 'vnet' | '' =
 random init, the from-scratch baseline; see backbone_init.py), fresh classifier with dropout `model.dropout`
-(0.3) before it; SGD momentum `optim.momentum`, weight decay `finetune.weight_decay` added to the gradient
+(0.3) before it; SGD momentum `finetune.momentum`, weight decay `finetune.weight_decay` added to the gradient
 (PyTorch semantics, on every parameter), lr = `finetune.lr_per_sample` x `finetune.batch_size` with the
-`optim.schedule` (cosine) over the run; the four augmentations (random resized crop + flip on the host, colour
+`finetune.schedule` (cosine) over the run; the four augmentations (random resized crop + flip on the host, colour
 jitter + blur on the device; the clip's poses follow its crop and flip).
 Data parallel over the mesh axis 'data' with shard_map as in pretraining (BN statistics over the global batch
 when `model.sync_bn`). Checkpoints (state + data iterator + config) in `run_dir(config, workdir)`/checkpoints every
@@ -57,14 +57,16 @@ class FinetuneState:
 
 
 def learning_rate_fn(config, total_steps):
-  """step -> lr: finetune.lr_per_sample x finetune.batch_size, optional warmup, then optim.schedule."""
-  return state_lib.lr_schedule(config, config.finetune.lr_per_sample * config.finetune.batch_size, total_steps)
+  """step -> lr: finetune.lr_per_sample x finetune.batch_size, optional warmup, then finetune.schedule."""
+  f = config.finetune
+  return state_lib.lr_schedule(f.schedule, f.warmup_steps, f.lr_per_sample * f.batch_size, total_steps,
+                               key='config.finetune.schedule')
 
 
 def make_optimizer(config, total_steps):
   """SGD with momentum; weight decay added to the gradient before momentum (torch.optim.SGD)."""
   return optax.chain(optax.add_decayed_weights(config.finetune.weight_decay),
-                     optax.sgd(learning_rate_fn(config, total_steps), momentum=config.optim.momentum))
+                     optax.sgd(learning_rate_fn(config, total_steps), momentum=config.finetune.momentum))
 
 
 def init_state(config, backbone_vars, classifier, feature_dim, tx):

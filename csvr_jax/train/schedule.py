@@ -131,8 +131,8 @@ def resolve_stages(config, total_steps, steps_per_epoch=None):
     losses_ = {l: (targets if l == 'video' else ()) for l in s.losses if l in config.loss.branches}
     if not losses_:
       spare += max(steps, 0)
-    elif kept and losses_ == kept[-1][2] and -1 not in (steps, kept[-1][1]):
-      kept[-1][1] += steps
+    elif kept and losses_ == kept[-1][2]:
+      kept[-1][1] = -1 if -1 in (steps, kept[-1][1]) else kept[-1][1] + steps
       kept[-1][3] += [n for n in s.trainable if n not in kept[-1][3]]
     else:
       kept.append([s.name, steps, losses_, list(s.trainable)])

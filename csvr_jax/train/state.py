@@ -29,15 +29,14 @@ class TrainState:
   rng: jax.Array         # uint32 (2,) raw key; per step: fold_in(rng, step)
 
 
-def lr_schedule(config, base, total_steps):
-  """step -> lr: linear warmup (config.optim.warmup_steps) from 0 to `base`, then config.optim.schedule."""
-  warmup = config.optim.warmup_steps
-  if config.optim.schedule == 'constant':
+def lr_schedule(schedule, warmup, base, total_steps, key='config.optim.schedule'):
+  """step -> lr: linear warmup over `warmup` steps from 0 to `base`, then 'constant' or 'cosine' decay."""
+  if schedule == 'constant':
     decay = optax.constant_schedule(base)
-  elif config.optim.schedule == 'cosine':
+  elif schedule == 'cosine':
     decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
   else:
-    raise ValueError(f"config.optim.schedule: unknown {config.optim.schedule!r}; choose constant | cosine")
+    raise ValueError(f"{key}: unknown {schedule!r}; choose constant | cosine")
   if warmup <= 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
@@ -45,7 +44,8 @@ def lr_schedule(config, base, total_steps):
 
 def learning_rate_fn(config, total_steps):
   """step -> lr of the encoders / generators: lr_per_sample * global batch, warmup, constant or cosine."""
-  return lr_schedule(config, config.optim.lr_per_sample * config.train.batch_size, total_steps)
+  o = config.optim
+  return lr_schedule(o.schedule, o.warmup_steps, o.lr_per_sample * config.train.batch_size, total_steps)
 
 
 def _direction(config, is_disc):
