@@ -3,6 +3,7 @@
 Every function opens the file itself and decodes on one thread: the builder parallelises over processes.
 """
 import io
+import os
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -14,6 +15,14 @@ I_FRAME = 1  # av 18: `frame.pict_type` is an int; 1 = AV_PICTURE_TYPE_I
 
 class VideoError(Exception):
   """A video that cannot be used (corrupt, no video stream, too few frames); the message is the reason."""
+
+
+class VideoNotFound(VideoError):
+  """The listed file is not there."""
+
+
+class VideoTooShort(VideoError):
+  """The video decodes but has fewer frames than the build keeps."""
 
 
 def _source(path):
@@ -44,6 +53,73 @@ def keyframe_indices(path):
   with av.open(_source(path)) as container:
     stream = _open_video_stream(container, path)
     return [i for i, frame in enumerate(container.decode(stream)) if int(frame.pict_type) == I_FRAME]
+
+
+def check_file(path):
+  """Raises VideoNotFound / VideoError for a path that is not there or is empty (before any decoder sees it)."""
+  if not os.path.isfile(path):
+    raise VideoNotFound(f'{path}: file not found')
+  if os.path.getsize(path) == 0:
+    raise VideoError(f'{path}: empty file')
+
+
+def _metadata_frame_count(container, stream, fps):
+  """Frames per the container (nb_frames; else duration x frame rate, e.g. WebM); 0 when it says nothing."""
+  if stream.frames:
+    return int(stream.frames)
+  if stream.duration and stream.time_base:
+    seconds = float(stream.duration * stream.time_base)
+  else:
+    seconds = (container.duration or 0) / av.time_base
+  return int(round(seconds * fps))
+
+
+def _frame_near_end(container, stream):
+  """Seeks to the last key frame before the end and decodes one frame; None if no frame comes."""
+  if stream.duration:
+    container.seek((stream.start_time or 0) + max(int(stream.duration) - 1, 0), stream=stream)
+  elif container.duration:
+    container.seek(max(int(container.duration) - 1, 0))
+  else:
+    return True  # nothing to seek by: the first frame is all we can check cheaply
+  return next(container.decode(stream), None)
+
+
+def probe_video(path, min_frames=2):
+  """Cheap health check of one video (data_prep.check): open the container and its video stream, take the frame
+  count from the metadata, decode the first frame and one frame at the last key frame (a file cut before its
+  last key frame fails there; one cut inside its last GOP is not caught: that would take decoding it).
+
+  Returns dict(num_frames (from the metadata), fps, width, height, codec). Raises VideoNotFound, VideoError
+  (cannot open or decode, no video stream) or VideoTooShort (fewer than `min_frames` frames per the metadata).
+  """
+  check_file(path)
+  try:
+    with av.open(_source(path)) as container:
+      stream = _open_video_stream(container, path)
+      fps = _fps(stream)
+      num_frames = _metadata_frame_count(container, stream, fps)
+      first = next(container.decode(stream), None)
+      if first is None:
+        raise VideoError(f'{path}: no decodable frames')
+      if num_frames > 1 and _frame_near_end(container, stream) is None:
+        raise VideoError(f'{path}: no frame decodes at the last key frame (truncated?)')
+      info = dict(num_frames=num_frames, fps=fps, width=first.width, height=first.height,
+                  codec=stream.codec_context.name)
+  except VideoError:
+    raise
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
+    raise VideoError(f'{path}: cannot decode ({type(e).__name__}: {e})') from None
+  if num_frames and num_frames < min_frames:
+    raise VideoTooShort(f'{path}: {num_frames} frame(s) per the container, need at least {min_frames}')
+  return info
+
+
+def decoder_versions():
+  """{'av': PyAV version, 'ffmpeg': FFmpeg version, 'libavcodec': 'x.y.z', 'libswscale': 'x.y.z'}."""
+  libs = av.library_versions
+  return dict(av=av.__version__, ffmpeg=str(av.ffmpeg_version_info),
+              libavcodec='.'.join(map(str, libs['libavcodec'])), libswscale='.'.join(map(str, libs['libswscale'])))
 
 
 def scaled_size(width, height, short_side):
@@ -144,7 +220,7 @@ def prepare_video(path, short_side=128, jpeg_quality=90, reencode_gop=0, min_fra
   video = decode_video(path, short_side)
   frames, keyframes = video['frames'], video['keyframe_indices']
   if len(frames) < min_frames:
-    raise VideoError(f'{path}: {len(frames)} frame(s), need at least {min_frames}')
+    raise VideoTooShort(f'{path}: {len(frames)} frame(s), need at least {min_frames}')
   if reencode_gop:
     data = encode_video(frames, video['fps'], codec='mpeg4', gop=reencode_gop, pix_fmt='yuvj420p')
     again = decode_video(io.BytesIO(data), short_side)

@@ -41,3 +41,30 @@ def write_audio_only(path):
     for packet in stream.encode():
       container.mux(packet)
   return path
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def realformats_dir():
+  """The folder of real annotation and pose files written by other projects: $REALFORMATS_DIR, by default
+  `<repo>/../shared/realformats` (CI clones the repository next to shared/). Skips the test when it is absent."""
+  import pytest  # pylint: disable=g-import-not-at-top - only the tests that read real files need it
+  path = os.environ.get('REALFORMATS_DIR') or os.path.join(REPO, '..', 'shared', 'realformats')
+  if not os.path.isdir(path):
+    pytest.skip(f'no real-format files at {path} (set REALFORMATS_DIR to the shared/realformats folder)')
+  return os.path.abspath(path)
+
+
+def write_webm(path, num_frames=8, height=32, width=48, seed=0):
+  """A VP9 WebM (the Something-Something v2 format)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with av.open(path, mode='w', format='webm') as container:
+    stream = container.add_stream('libvpx-vp9', rate=12)
+    stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
+    for image in moving_frames(num_frames, height, width, seed):
+      for packet in stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path

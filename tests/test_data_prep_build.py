@@ -28,9 +28,12 @@ def test_build_synth_actions(tmp_path):
   synth_actions.generate(raw, num_classes=3, videos_per_class=4, frames=12, size=32, seed=0, gop=5)
   spec = builder.BuildSpec(layout='ucf101', videos_dir=f'{raw}/videos', annotations=f'{raw}/ucfTrainTestlist',
                            poses=f'openpose:{raw}/poses', out_dir=str(tmp_path / 'out'), name='synth',
-                           shard_size=5)
+                           shard_size=5, reencode_gop=0)  # the codec's own key frames, compared below
   summary = builder.build(spec, workers=1)
   assert summary['videos_ok'] == 12 and summary['videos_skipped'] == 0 and summary['frames'] == 144
+  assert summary['coverage']['train'] == dict(listed=9, found=9, decodable=9, too_short=0, bad_poses=0, usable=9,
+                                              missing_poses=0)
+  assert summary['fingerprint']['preprocessing']['gop_policy'] == "the codec's own key frames"
   d = summary['dataset_dir']
   assert records.class_names(d) == ['Walk', 'Run', 'Jump']
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -90,7 +93,8 @@ def _cli(args, **kwargs):
 
 
 def test_cli_skips_bad_files(tmp_path):
-  args = _ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4']
+  args = _ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4',
+                                '--reencode_gop=0']
   proc = _cli(args)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-2000:]
@@ -107,6 +111,16 @@ def test_cli_skips_bad_files(tmp_path):
   assert '1 frame' in skipped['Beta/v_Beta_g14_c01.avi']['reason']
   assert 'not found' in skipped['Alpha/v_Alpha_g15_c01.avi']['reason']
   assert 'malformed OpenPose' in skipped['Alpha/v_Alpha_g02_c01.avi']['reason']
+  assert {v: s['problem'] for v, s in skipped.items()} == {
+      'Alpha/v_Alpha_g10_c01.avi': 'undecodable', 'Alpha/v_Alpha_g11_c01.avi': 'undecodable',
+      'Beta/v_Beta_g12_c01.avi': 'undecodable', 'Beta/v_Beta_g13_c01.avi': 'undecodable',
+      'Beta/v_Beta_g14_c01.avi': 'too_short', 'Alpha/v_Alpha_g15_c01.avi': 'missing',
+      'Alpha/v_Alpha_g02_c01.avi': 'bad_poses'}
+  # The coverage table: every train video has no pose file but one (malformed): 3 usable, all missing poses.
+  assert summary['coverage'] == {
+      'test': dict(listed=2, found=2, decodable=2, too_short=0, bad_poses=0, usable=2, missing_poses=2),
+      'train': dict(listed=10, found=9, decodable=5, too_short=1, bad_poses=1, usable=3, missing_poses=3)}
+  assert 'missing poses' in out and 'too short' in out
   d = summary['dataset_dir']
   test = _read_all(d, 'test')
   assert [r['video_id'].decode() for r in test] == ['Alpha/v_Alpha_g00_c01.avi', 'Beta/v_Beta_g00_c01.avi']
@@ -161,9 +175,9 @@ def test_changed_options_refuse_a_stale_work_dir(tmp_path):
               out_dir=str(tmp_path / 'out'), name='x')
   os.makedirs(builder.work_dir(builder.BuildSpec(**base)))
   class_names, tasks = builder.plan(builder.BuildSpec(**base))
-  with open(os.path.join(builder.work_dir(builder.BuildSpec(**base)), 'fingerprint.txt'), 'w') as f:
+  with open(os.path.join(builder.work_dir(builder.BuildSpec(**base)), 'work_key.txt'), 'w') as f:
     f.write('0' * 64)
-  with pytest.raises(RuntimeError, match='other inputs or options'):
+  with pytest.raises(RuntimeError, match='other inputs, options'):
     builder.build(builder.BuildSpec(**base, jpeg_quality=50))
   assert class_names == ['Alpha', 'Beta'] and len(tasks) == 2
 
