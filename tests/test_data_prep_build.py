@@ -58,42 +58,13 @@ def test_build_synth_actions(tmp_path):
       np.testing.assert_allclose(r['poses'][4][seen, :2].astype(float), kp[seen, :2] / 32, atol=2e-3)
 
 
-def _ucf_tree(root, bad=True):
-  """Two classes of tiny videos; with bad=True also corrupt entries and a malformed pose file."""
-  videos, ann, pose_dir = root / 'videos', root / 'lists', root / 'poses'
-  ann.mkdir(parents=True)
-  train, test = [], []
-  for c, cls in enumerate(('Alpha', 'Beta')):
-    for g in range(3):
-      rel = f'{cls}/v_{cls}_g{g:02d}_c01.avi'
-      fx.write_video(str(videos / rel), num_frames=8 + 2 * g + c, gop=3 + g, seed=10 * c + g)
-      (test if g == 0 else train).append((rel, c))
-  if bad:
-    (videos / 'Alpha').joinpath('v_Alpha_g10_c01.avi').write_text('not a video')
-    (videos / 'Alpha').joinpath('v_Alpha_g11_c01.avi').write_bytes(b'')
-    good = (videos / 'Beta' / 'v_Beta_g01_c01.avi').read_bytes()
-    (videos / 'Beta').joinpath('v_Beta_g12_c01.avi').write_bytes(good[:len(good) // 3])
-    fx.write_audio_only(str(videos / 'Beta' / 'v_Beta_g13_c01.avi'))
-    fx.write_video(str(videos / 'Beta' / 'v_Beta_g14_c01.avi'), num_frames=1)
-    train += [('Alpha/v_Alpha_g10_c01.avi', 0), ('Alpha/v_Alpha_g11_c01.avi', 0), ('Beta/v_Beta_g12_c01.avi', 1),
-              ('Beta/v_Beta_g13_c01.avi', 1), ('Beta/v_Beta_g14_c01.avi', 1), ('Alpha/v_Alpha_g15_c01.avi', 0)]
-    bad_pose = pose_dir / 'Alpha' / 'v_Alpha_g02_c01'
-    bad_pose.mkdir(parents=True)
-    (bad_pose / 'v_Alpha_g02_c01_000000000000_keypoints.json').write_text('{"people": [{"pose_')
-  pose_dir.mkdir(exist_ok=True)
-  (ann / 'classInd.txt').write_text('1 Alpha\n2 Beta\n')
-  (ann / 'trainlist01.txt').write_text(''.join(f'{rel} {c + 1}\n' for rel, c in train))
-  (ann / 'testlist01.txt').write_text(''.join(f'{rel}\n' for rel, _ in test))
-  return ['--layout=ucf101', f'--videos_dir={videos}', f'--annotations={ann}', f'--poses=openpose:{pose_dir}']
-
-
 def _cli(args, **kwargs):
   return subprocess.Popen([sys.executable, '-m', 'data_prep.build', *args], cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def test_cli_skips_bad_files(tmp_path):
-  args = _ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4',
+  args = fx.ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4',
                                 '--reencode_gop=0']
   proc = _cli(args)
   out, err = proc.communicate(timeout=120)
@@ -136,7 +107,7 @@ def test_cli_skips_bad_files(tmp_path):
 
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
-  tree = _ucf_tree(tmp_path, bad=False)
+  tree = fx.ucf_tree(tmp_path, bad=False)
   args = tree + [f'--out_dir={tmp_path}/out', '--name=resumed', '--workers=1', '--shard_size=1',
                  '--reencode_gop=4', '--keep_work']
   work = tmp_path / 'out' / '.resumed.work'
@@ -170,7 +141,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 
 def test_changed_options_refuse_a_stale_work_dir(tmp_path):
-  tree = _ucf_tree(tmp_path, bad=False)
+  tree = fx.ucf_tree(tmp_path, bad=False)
   base = dict(layout='ucf101', videos_dir=tree[1].split('=', 1)[1], annotations=tree[2].split('=', 1)[1],
               out_dir=str(tmp_path / 'out'), name='x')
   os.makedirs(builder.work_dir(builder.BuildSpec(**base)))
@@ -195,7 +166,7 @@ def _worker_pids(pid):
 def test_dead_worker_is_recovered(tmp_path):
   # SIGKILL one worker mid-build, as a decoder segfault would: the build redoes its shard video by video in
   # isolation and ends with the same records as an undisturbed build.
-  tree = _ucf_tree(tmp_path, bad=False)
+  tree = fx.ucf_tree(tmp_path, bad=False)
   args = tree + [f'--out_dir={tmp_path}/out', '--name=crash', '--workers=2', '--shard_size=1', '--keep_work']
   work = tmp_path / 'out' / '.crash.work'
   proc = _cli(args)

@@ -249,3 +249,45 @@ def test_kinetics_ucf101_hmdb51_build_as_shipped(real, tmp_path):
   split = {'1': 'train', '2': 'test'}[first[1]]
   assert s['videos_per_split'] == {split: 1} and s['coverage'][split]['listed'] in (3570, 1530)
   assert _ids_labels(s['dataset_dir'], split) == [(f'wave/{first[0]}', 50)]
+
+
+def _direct_clip_fraction(keys, num_frames, clip_len=16, future_len=16, stride=4, margin=5):
+  """The paper's clip geometry, written out: starts 0..F-125, window [start - 5, start + 60 + 5]."""
+  starts = range(num_frames - ((clip_len + future_len - 1) * stride + 1) + 1)
+  hits = [any(s - margin <= k <= s + (clip_len - 1) * stride + margin for k in keys) for s in starts]
+  return sum(hits) / len(hits)
+
+
+def test_real_videos_build_with_their_poses_and_coviar_keyframes(real, tmp_path):
+  from csvr_jax.data import fingerprint
+  from data_prep import video_io
+  videos = tmp_path / 'videos'
+  for cls, src in (('lifting', os.path.join(real, 'openpose', 'coco18_clean_and_jerk', 'clean_and_jerk.mp4')),
+                   ('taichi', os.path.join(real, 'kinetics_skeleton', 'ta_chi.mp4'))):
+    (videos / cls).mkdir(parents=True)
+    os.symlink(src, videos / cls / os.path.basename(src))
+  (tmp_path / 'split.txt').write_text('lifting/clean_and_jerk.mp4 train\ntaichi/ta_chi.mp4 train\n')
+  common = dict(layout='folder', videos_dir=str(videos), annotations=str(tmp_path / 'split.txt'),
+                poses='kinetics_skeleton:' + os.path.join(real, 'kinetics_skeleton'))
+  coviar = _build(tmp_path, 'coviar', **common)  # the default: mpeg4 re-encode at GOP 12
+  codec = _build(tmp_path, 'codec', reencode_gop=0, **common)
+  for s in (coviar, codec):
+    assert s['videos_ok'] == 2 and s['coverage']['train']['missing_poses'] == 1  # ta_chi.json: nobody found
+  src = records.open_split(coviar['dataset_dir'], 'train')
+  lifting, taichi = src[0], src[1]
+  assert lifting['num_frames'] == 300 and list(lifting['keyframe_indices']) == list(range(0, 300, 12))
+  want, _ = poses.load_poses('openpose', os.path.join(real, 'openpose'), 'coco18_clean_and_jerk.mp4', 300, 340,
+                             256)
+  np.testing.assert_array_equal(lifting['poses'], want)  # the Kinetics-skeleton file numbered from 0
+  assert taichi['pose_source'] == b'kinetics_skeleton' and not taichi['poses'].any()
+  native = video_io.keyframe_indices(videos / 'lifting' / 'clean_and_jerk.mp4')
+  assert native == [0, 250]  # x264's own 250-frame GOP
+  assert list(records.open_split(codec['dataset_dir'], 'train')[0]['keyframe_indices']) == native
+  k_coviar, k_codec = coviar['keyframes']['splits']['train'], codec['keyframes']['splits']['train']
+  assert k_coviar['mean_gop'] == 12 and k_coviar['clip_fraction'] == 1.0
+  assert k_codec['mean_gop'] == 250 and k_codec['clip_fraction'] == pytest.approx(
+      _direct_clip_fraction(native, 300)) and k_codec['clip_fraction'] == pytest.approx(6 / 176)
+  fp_coviar = fingerprint.read_fingerprint(coviar['dataset_dir'])
+  assert fp_coviar == coviar['fingerprint'] and fp_coviar['counts'] == {'train': 2}
+  assert fingerprint.preprocessing_differences(fp_coviar, fingerprint.read_fingerprint(codec['dataset_dir'])) == [
+      "GOP policy mpeg4 re-encode, fixed GOP 12 (CoViAR) vs the codec's own key frames"]
