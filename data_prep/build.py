@@ -109,10 +109,12 @@ def format_summary(summary):
     lines.append(f'  reasons: {summary["dataset_dir"].rsplit("/", 1)[0]}/skipped.jsonl')
   if summary['empty_splits']:
     lines.append(f'  warning: no usable video in split(s) {summary["empty_splits"]}; they are not written')
-  lines.append(coverage.format_table(summary['coverage'], summary['poses_requested']))
-  lines.append(keyframe_stats.format_stats(summary['keyframes']))
-  fp = summary['fingerprint']
-  lines.append(f'fingerprint {fp["digest"][:16]}: ' + ', '.join(f'{k} {v}' for k, v in fp['preprocessing'].items()))
+  if 'coverage' in summary:  # summaries of builds made before the coverage table and the fingerprint have none
+    lines.append(coverage.format_table(summary['coverage'], summary['poses_requested']))
+    lines.append(keyframe_stats.format_stats(summary['keyframes']))
+    fp = summary['fingerprint']
+    lines.append(f'fingerprint {fp["digest"][:16]} (fingerprint.json): '
+                 + '; '.join(f'{k.replace("_", " ")} {v}' for k, v in fp['preprocessing'].items()))
   return '\n'.join(lines)
 
 
