@@ -80,8 +80,6 @@ def _work_key(spec, class_names, tasks):
 def task_share(tasks, num_tasks, task_index):
   """The work shards task `task_index` of `num_tasks` builds: every num_tasks-th in plan order (interleaved, so
   each task gets a mix of long and short splits)."""
-  if not 0 <= task_index < num_tasks:
-    raise ValueError(f'--task_index={task_index}: want 0 <= task_index < --num_tasks={num_tasks}')
   return tasks[task_index::num_tasks]
 
 
@@ -218,8 +216,9 @@ def _prepare_work_dir(spec, class_names, tasks):
     work_shards.atomic_write_bytes(key_path, key.encode())  # tasks starting together write the same bytes
 
 
-def _already_built(spec):
-  """The earlier summary if the dataset is complete; None if there is none (or a half-finished one, removed)."""
+def _already_built(spec, is_task):
+  """The earlier summary if the dataset is complete; None if there is none (or a half-finished one, removed,
+  except by a task: the finalising call may be writing it)."""
   from data_prep import tfds_writer  # pylint: disable=g-import-not-at-top
   dataset_dir = tfds_writer.dataset_dir_for(spec.out_dir, spec.name)
   if not os.path.exists(dataset_dir):
@@ -230,6 +229,9 @@ def _already_built(spec):
   if not os.path.isdir(work_dir(spec)):
     raise FileExistsError(f'{dataset_dir}: dataset exists (not made by data_prep.build, or its summary was '
                           'deleted); remove it or use another --name')
+  if is_task:
+    raise RuntimeError(f'{dataset_dir}: being finalised, or its finalising was interrupted (then rerun '
+                       '--finalize); a task has nothing left to build')
   shutil.rmtree(dataset_dir)  # killed between writing the dataset and its summary: assemble it again
   return None
 
@@ -252,15 +254,16 @@ def build(spec, workers=1, keep_work=False, num_tasks=1, task_index=0, finalize=
   dict(task_index, num_tasks, shards, videos, skipped, work_dir). geometry: the clip the key-frame statistics
   are computed for (it does not change the records).
   """
-  if num_tasks < 1:
-    raise ValueError(f'--num_tasks={num_tasks}: want >= 1')
-  done = _already_built(spec)
+  if not 0 <= task_index < num_tasks:
+    raise ValueError(f'--task_index={task_index}, --num_tasks={num_tasks}: want 0 <= task_index < num_tasks')
+  is_task = num_tasks > 1 and not finalize
+  done = _already_built(spec, is_task)
   if done is not None:
     return done
   start = time.time()
   class_names, tasks = plan(spec)
   _prepare_work_dir(spec, class_names, tasks)
-  if num_tasks > 1 and not finalize:
+  if is_task:
     share = task_share(tasks, num_tasks, task_index)
     run_shards(spec, share, workers)
     skipped = sum(len(work_shards.read_shard(spec, t[0], t[1], with_records=False)[0]['skipped']) for t in share)

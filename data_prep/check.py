@@ -8,8 +8,9 @@ Prints, per split, listed / found / decodable / too short / bad poses / usable /
 video is probed, not decoded (data_prep.video_io.probe_video: container, stream, frame count from the metadata,
 the first frame and one at the last key frame); of the poses, the file is looked up and the first OpenPose frame
 file / the Kinetics-skeleton file is parsed. So a few problems only the build meets (a file cut inside its
-last GOP, a malformed OpenPose file after the first frame, a frame count the metadata overstates) are reported
-by the build, in skipped.jsonl. The last line is the report as JSON.
+last GOP, a malformed OpenPose file after the first frame, OpenPose files with nobody in any frame, a frame count
+the metadata overstates) are reported by the build: in skipped.jsonl and its own coverage table. The last line
+is the report as JSON.
 """
 import functools
 import json

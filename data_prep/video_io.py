@@ -2,6 +2,7 @@
 
 Every function opens the file itself and decodes on one thread: the builder parallelises over processes.
 """
+import contextlib
 import io
 import os
 
@@ -23,6 +24,29 @@ class VideoNotFound(VideoError):
 
 class VideoTooShort(VideoError):
   """The video decodes but has fewer frames than the build keeps."""
+
+
+@contextlib.contextmanager
+def _decoder_log():
+  """Collects FFmpeg's own error messages (e.g. 'moov atom not found') of this thread during the block, for the
+  reason of a VideoError; FFmpeg's log level is restored after (PyAV keeps logging off by default)."""
+  old, old_skip = av.logging.get_level(), av.logging.get_skip_repeated()
+  av.logging.set_level(av.logging.ERROR)
+  av.logging.set_skip_repeated(False)  # the same message for the next bad file too
+  try:
+    with av.logging.Capture() as logs:
+      yield logs
+  finally:
+    av.logging.set_level(old)
+    av.logging.set_skip_repeated(old_skip)
+
+
+def _decode_error(path, error, logs):
+  """A VideoError whose reason holds PyAV's error and the last few distinct messages FFmpeg logged for it."""
+  message = str(error).split('; last error log:')[0]  # PyAV's last log line may be another file's
+  said = list(dict.fromkeys(text.strip() for _, _, text in logs if text.strip()))[-3:]
+  detail = f' [{"; ".join(said)}]' if said else ''
+  return VideoError(f'{path}: cannot decode ({type(error).__name__}: {message}){detail}')
 
 
 def _source(path):
@@ -94,8 +118,9 @@ def probe_video(path, min_frames=2):
   (cannot open or decode, no video stream) or VideoTooShort (fewer than `min_frames` frames per the metadata).
   """
   check_file(path)
+  logs = []
   try:
-    with av.open(_source(path)) as container:
+    with _decoder_log() as logs, av.open(_source(path)) as container:
       stream = _open_video_stream(container, path)
       fps = _fps(stream)
       num_frames = _metadata_frame_count(container, stream, fps)
@@ -109,7 +134,7 @@ def probe_video(path, min_frames=2):
   except VideoError:
     raise
   except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
-    raise VideoError(f'{path}: cannot decode ({type(e).__name__}: {e})') from None
+    raise _decode_error(path, e, logs) from None
   if num_frames and num_frames < min_frames:
     raise VideoTooShort(f'{path}: {num_frames} frame(s) per the container, need at least {min_frames}')
   return info
@@ -138,8 +163,9 @@ def decode_video(path, short_side):
   JPEG-encoding the planes (JFIF is full-range YCbCr) skips two colour conversions: ~2x faster than going
   through RGB. A resolution change mid-stream is scaled to the first size. Raises VideoError.
   """
+  logs = []
   try:
-    with av.open(_source(path)) as container:
+    with _decoder_log() as logs, av.open(_source(path)) as container:
       stream = _open_video_stream(container, path)
       fps = _fps(stream)
       reformatter = VideoReformatter()
@@ -155,7 +181,7 @@ def decode_video(path, short_side):
   except VideoError:
     raise
   except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
-    raise VideoError(f'{path}: cannot decode ({type(e).__name__}: {e})') from None
+    raise _decode_error(path, e, logs) from None
   if not frames:
     raise VideoError(f'{path}: no decodable frames')
   if fps <= 0:

@@ -78,6 +78,7 @@ def test_cli_skips_bad_files(tmp_path):
                           'Beta/v_Beta_g13_c01.avi', 'Beta/v_Beta_g14_c01.avi', 'Alpha/v_Alpha_g15_c01.avi',
                           'Alpha/v_Alpha_g02_c01.avi'}
   assert 'empty file' in skipped['Alpha/v_Alpha_g11_c01.avi']['reason']
+  assert 'moov atom not found' in skipped['Beta/v_Beta_g12_c01.avi']['reason']  # FFmpeg's message, kept
   assert 'no video stream' in skipped['Beta/v_Beta_g13_c01.avi']['reason']
   assert '1 frame' in skipped['Beta/v_Beta_g14_c01.avi']['reason']
   assert 'not found' in skipped['Alpha/v_Alpha_g15_c01.avi']['reason']

@@ -37,7 +37,7 @@ def test_check_reports_what_the_build_meets(tmp_path):
   for video, s in skipped.items():
     assert problems[video]['problem'] == s['problem'], video
   assert 'no frame decodes at the last key frame' in problems['Beta/v_Beta_g16_c01.avi']['reason']
-  assert 'Invalid data found' in problems['Beta/v_Beta_g12_c01.avi']['reason']  # the decoder's own words
+  assert 'moov atom not found' in problems['Beta/v_Beta_g12_c01.avi']['reason']  # FFmpeg's own words
   assert 'file not found' in problems['Alpha/v_Alpha_g15_c01.avi']['reason']
   assert 'per the container' in problems['Beta/v_Beta_g14_c01.avi']['reason']
   assert 'malformed OpenPose JSON' in problems['Alpha/v_Alpha_g02_c01.avi']['reason']

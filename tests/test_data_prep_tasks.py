@@ -66,7 +66,7 @@ def test_finalize_names_the_tasks_still_missing(tmp_path):
   assert result['shards'] == 1 and result['videos'] == 2  # plan position 1 of 0..2 (test-0, train-0, train-1)
   with pytest.raises(RuntimeError, match=r'2 of 3 work shards are missing \(built by --task_index 0, 2 of'):
     builder.build(spec, num_tasks=3, finalize=True)
-  with pytest.raises(ValueError, match='--task_index=3'):
+  with pytest.raises(ValueError, match='--task_index=3, --num_tasks=3'):
     builder.build(spec, num_tasks=3, task_index=3)
   for i in (0, 2):
     builder.build(spec, num_tasks=3, task_index=i)
