@@ -98,15 +98,16 @@ def _metadata_frame_count(container, stream, fps):
   return int(round(seconds * fps))
 
 
-def _frame_near_end(container, stream):
-  """Seeks to the last key frame before the end and decodes one frame; None if no frame comes."""
+def _decodes_near_end(container, stream):
+  """Seeks to the last key frame before the end and decodes one frame: False if none comes (True when the
+  container gives no duration to seek by: the first frame is all that can be checked cheaply)."""
   if stream.duration:
     container.seek((stream.start_time or 0) + max(int(stream.duration) - 1, 0), stream=stream)
   elif container.duration:
     container.seek(max(int(container.duration) - 1, 0))
   else:
-    return True  # nothing to seek by: the first frame is all we can check cheaply
-  return next(container.decode(stream), None)
+    return True
+  return next(container.decode(stream), None) is not None
 
 
 def probe_video(path, min_frames=2):
@@ -127,7 +128,7 @@ def probe_video(path, min_frames=2):
       first = next(container.decode(stream), None)
       if first is None:
         raise VideoError(f'{path}: no decodable frames')
-      if num_frames > 1 and _frame_near_end(container, stream) is None:
+      if num_frames > 1 and not _decodes_near_end(container, stream):
         raise VideoError(f'{path}: no frame decodes at the last key frame (truncated?)')
       info = dict(num_frames=num_frames, fps=fps, width=first.width, height=first.height,
                   codec=stream.codec_context.name)
