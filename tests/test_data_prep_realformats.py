@@ -291,3 +291,27 @@ def test_real_videos_build_with_their_poses_and_coviar_keyframes(real, tmp_path)
   assert fp_coviar == coviar['fingerprint'] and fp_coviar['counts'] == {'train': 2}
   assert fingerprint.preprocessing_differences(fp_coviar, fingerprint.read_fingerprint(codec['dataset_dir'])) == [
       "GOP policy mpeg4 re-encode, fixed GOP 12 (CoViAR) vs the codec's own key frames"]
+
+
+def test_multi_person_openpose_folders_build_beside_grey_videos(real, tmp_path):
+  # The store has no source video for these two (SOURCES.md): grey ones of the source size stand in.
+  from data_prep import video_io
+  op = os.path.join(real, 'openpose')
+  cases = {'swim/swimming': ('coco18_swimming', 96, 960, 540), 'badminton/video': ('body25_badminton', 16, 1920,
+                                                                                    1080)}
+  for rel, (folder, frames, width, height) in cases.items():
+    (tmp_path / 'videos' / rel).parent.mkdir(parents=True)
+    grey = np.full((frames, height, width, 3), 128, np.uint8)
+    (tmp_path / 'videos' / f'{rel}.mp4').write_bytes(video_io.encode_video(grey, 25, options={'preset': 'ultrafast'}))
+    (tmp_path / 'poses' / rel).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.join(op, folder), tmp_path / 'poses' / rel)
+  (tmp_path / 'split.txt').write_text('swim/swimming.mp4 train\nbadminton/video.mp4 train\n')
+  s = _build(tmp_path, 'people', layout='folder', videos_dir=str(tmp_path / 'videos'),
+             annotations=str(tmp_path / 'split.txt'), poses=f'openpose:{tmp_path}/poses')
+  assert s['videos_ok'] == 2 and s['coverage']['train']['missing_poses'] == 0
+  src = records.open_split(s['dataset_dir'], 'train')
+  got = {src[i]['video_id'].decode(): src[i]['poses'] for i in range(len(src))}
+  for rel, (folder, frames, width, height) in cases.items():
+    want, _ = poses.load_poses('openpose', op, f'{folder}.mp4', frames, width, height)
+    np.testing.assert_array_equal(got[f'{rel}.mp4'], want)
+    assert poses.has_person(want)
