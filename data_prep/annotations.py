@@ -145,39 +145,64 @@ def ssv2_label(template):
   return template.replace('[', '').replace(']', '')
 
 
-def ssv2(annotations, videos_dir, split=1):
-  """SSv2 folder: labels.json {class: "index"}, something-something-v2-{train,validation}.json lists of
-  {"id", "template", ...}; videos `<id>.webm` (any extension found under videos_dir is accepted)."""
-  del split
-  labels_path = os.path.join(annotations, 'labels.json')
+SSV2_FILES = {  # role -> file names: the current release's, then the 20BN release's
+    'labels': ('labels.json', 'something-something-v2-labels.json'),
+    'train': ('train.json', 'something-something-v2-train.json'),
+    'validation': ('validation.json', 'something-something-v2-validation.json'),
+}
+
+
+def _ssv2_file(annotations, role):
+  """The path of an SSv2 annotation file under either release's name; None if neither exists."""
+  found = [os.path.join(annotations, n) for n in SSV2_FILES[role] if os.path.isfile(os.path.join(annotations, n))]
+  if len(found) > 1:
+    raise AnnotationError(f'{annotations}: both {" and ".join(SSV2_FILES[role])} exist; keep one')
+  return found[0] if found else None
+
+
+def _ssv2_split(path, labels, index):
+  """One SSv2 split JSON ([{"id", "template", ...}]) -> [(rel_path, label)]."""
   try:
-    with open(labels_path) as f:
+    with open(path, encoding='utf-8') as f:
+      items = json.load(f)
+    entries = []
+    for item in items:
+      name = ssv2_label(item['template'])
+      if name not in labels:
+        raise AnnotationError(f'{path}: template {item["template"]!r} is not in the labels file')
+      vid = str(item['id'])
+      entries.append((index.get(vid, f'{vid}.webm'), labels[name]))
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    if isinstance(e, AnnotationError):
+      raise
+    raise AnnotationError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
+  return entries
+
+
+def ssv2(annotations, videos_dir, split=1):
+  """SSv2 annotation folder, either release's file names (SSV2_FILES): the current one's labels.json,
+  train.json, validation.json or the 20BN one's something-something-v2-{labels,train,validation}.json.
+  Labels {class: "index"}; splits lists of {"id", "template", ...}; videos `<id>.webm` (any extension found
+  under videos_dir is accepted). The splits whose file is present are read (at least one must be); test.json
+  has no labels and is not read."""
+  del split
+  labels_path = _ssv2_file(annotations, 'labels')
+  if labels_path is None:
+    raise AnnotationError(f'{annotations}: no SSv2 labels file ({" or ".join(SSV2_FILES["labels"])})')
+  try:
+    with open(labels_path, encoding='utf-8') as f:
       labels = {name: int(i) for name, i in json.load(f).items()}
-  except (OSError, ValueError, AttributeError) as e:
-    raise AnnotationError(f'{labels_path}: cannot read ({e})') from None
+  except (OSError, ValueError, AttributeError, TypeError) as e:
+    raise AnnotationError(f'{labels_path}: cannot read ({type(e).__name__}: {e})') from None
   if sorted(labels.values()) != list(range(len(labels))):
     raise AnnotationError(f'{labels_path}: indices are not 0..{len(labels) - 1}')
   class_names = sorted(labels, key=labels.get)
+  paths = {role: _ssv2_file(annotations, role) for role in ('train', 'validation')}
+  if not any(paths.values()):
+    names = [n for role in ('train', 'validation') for n in SSV2_FILES[role]]
+    raise AnnotationError(f'{annotations}: no SSv2 split file (one of {", ".join(names)})')
   index = _index_videos(videos_dir)
-  splits = {}
-  for split_name in ('train', 'validation'):
-    path = os.path.join(annotations, f'something-something-v2-{split_name}.json')
-    try:
-      with open(path) as f:
-        items = json.load(f)
-      entries = []
-      for item in items:
-        name = ssv2_label(item['template'])
-        if name not in labels:
-          raise AnnotationError(f'{path}: template {item["template"]!r} not in labels.json')
-        vid = str(item['id'])
-        entries.append((index.get(vid, f'{vid}.webm'), labels[name]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-      if isinstance(e, AnnotationError):
-        raise
-      raise AnnotationError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
-    splits[split_name] = entries
-  return class_names, splits
+  return class_names, {role: _ssv2_split(path, labels, index) for role, path in paths.items() if path}
 
 
 # ---------------------------------------------------------------- folder

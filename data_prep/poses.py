@@ -1,8 +1,11 @@
 """Pose files -> (num_frames, 18, 3) COCO-18 poses: x, y in [0, 1], confidence (0 = no joint / no person).
 
-Readers: OpenPose `--write_json` output (one `<video>_<frame:012d>_keypoints.json` per frame,
-people[].pose_keypoints_2d with 18 (COCO) or 25 (BODY-25) joints) and the Kinetics-skeleton JSON that ST-GCN
-released (one `<video>.json`: data[].frame_index (1-based), data[].skeleton[].pose (x0, y0, x1, ...) and .score).
+Readers: OpenPose `--write_json` output (one `<video>_<frame:012d>_keypoints.json` per frame, people[] with
+`pose_keypoints_2d` (OpenPose >= 1.2) or `pose_keypoints` (older releases), 18 (COCO) or 25 (BODY-25) joints)
+and Kinetics-skeleton JSON (one `<video>.json`: data[].frame_index, data[].skeleton[].pose (x0, y0, x1, ...) and
+.score). Kinetics-skeleton frame numbers start at 1 in the released data set and at 0 in files written by
+ST-GCN's own packer (tools/utils/openpose.py json_pack, which writes one entry per OpenPose frame file, empty
+ones too): a file whose smallest frame_index is 0 is read as numbered from 0, any other as numbered from 1.
 Several people: the most confident detection of the whole video starts the track, which is followed
 forwards and backwards by the nearest centre.
 """
@@ -31,7 +34,17 @@ def to_coco18(flat, path='?'):
     return kp.reshape(NUM_JOINTS, 3)
   if kp.size == 25 * 3:
     return kp.reshape(25, 3)[list(BODY25_TO_COCO18)]
-  raise PoseError(f'{path}: pose_keypoints_2d has {kp.size} values; want 54 (COCO-18) or 75 (BODY-25)')
+  raise PoseError(f'{path}: pose keypoints have {kp.size} values; want 54 (COCO-18) or 75 (BODY-25)')
+
+
+OPENPOSE_KEYS = ('pose_keypoints_2d', 'pose_keypoints')  # OpenPose >= 1.2, then the older releases' name
+
+
+def _person_keypoints(person, path):
+  for key in OPENPOSE_KEYS:
+    if key in person:
+      return person[key]
+  raise PoseError(f'{path}: a person without {" or ".join(OPENPOSE_KEYS)}')
 
 
 def read_openpose_frame(path):
@@ -40,7 +53,7 @@ def read_openpose_frame(path):
     with open(path) as f:
       data = json.load(f)
     people = data['people']
-    out = [to_coco18(p['pose_keypoints_2d'], path) for p in people]
+    out = [to_coco18(_person_keypoints(p, path), path) for p in people]
   except PoseError:
     raise
   except (OSError, ValueError, KeyError, TypeError) as e:
@@ -94,19 +107,25 @@ def kinetics_skeleton_file(pose_root, rel_path):
 
 
 def read_kinetics_skeleton(path):
-  """ST-GCN Kinetics-skeleton JSON -> list indexed by frame_index - 1 of lists of (18, 3) people."""
+  """Kinetics-skeleton JSON -> list over video frames (from frame 0) of lists of (18, 3) people.
+
+  Numbered from 0 when the smallest frame_index is 0, else from 1 (module docstring).
+  """
   try:
     with open(path) as f:
       data = json.load(f)['data']
+    entries = [(int(entry['frame_index']), entry['skeleton']) for entry in data]
+    first = min((t for t, _ in entries), default=1)
+    if first < 0:
+      raise ValueError(f'frame_index {first} < 0')
+    base = 0 if first == 0 else 1
     frames = {}
-    for entry in data:
-      t = int(entry['frame_index']) - 1
-      if t < 0:
-        raise ValueError(f'frame_index {t + 1} < 1')
-      for person in entry['skeleton']:
+    for t, skeleton in entries:
+      people = frames.setdefault(t - base, [])
+      for person in skeleton:
         xy = np.asarray(person['pose'], np.float32).reshape(NUM_JOINTS, 2)
         score = np.asarray(person['score'], np.float32).reshape(NUM_JOINTS, 1)
-        frames.setdefault(t, []).append(np.concatenate([xy, score], axis=1))
+        people.append(np.concatenate([xy, score], axis=1))
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise PoseError(f'{path}: malformed Kinetics-skeleton JSON ({type(e).__name__}: {e})') from None
   length = max(frames) + 1 if frames else 0
@@ -197,3 +216,26 @@ def load_poses(kind, root, rel_path, num_frames, width, height):
     return np.zeros((num_frames, NUM_JOINTS, 3), np.float16), 'none'
   poses = normalise(track_person(frames_people), width, height)
   return fit_length(poses, num_frames).astype(np.float16), kind
+
+
+def pose_file_status(kind, root, rel_path):
+  """What data_prep.check reports for one video's poses, cheaply: 'ok', 'missing' (no pose file) or 'empty'
+  (a Kinetics-skeleton file with nobody in it); None when no poses were asked for. Only the first OpenPose frame
+  file is parsed (a video has hundreds). Raises PoseError on a malformed file."""
+  if kind == 'openpose':
+    files = openpose_files(root, rel_path)
+    if not files:
+      return 'missing'
+    read_openpose_frame(files[0])
+    return 'ok'
+  if kind == 'kinetics_skeleton':
+    path = kinetics_skeleton_file(root, rel_path)
+    if path is None:
+      return 'missing'
+    return 'ok' if any(read_kinetics_skeleton(path)) else 'empty'
+  return None
+
+
+def has_person(poses):
+  """True when any joint of (F, 18, 3) poses has a positive confidence."""
+  return bool(np.any(np.asarray(poses)[..., 2] > 0))

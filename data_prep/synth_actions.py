@@ -227,9 +227,10 @@ def generate(out_dir, num_classes=10, videos_per_class=20, frames=64, size=112, 
 
 
 def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64, size=128, seed=0, context=0.5,
-                       workers=1, name='synth_actions', short_side=128):
+                       workers=1, name='synth_actions', short_side=128, reencode_gop=None):
   """SynthActions end to end, for the demo: raw files in <data_dir>/raw, then data_prep.build's ucf101 layout
-  with the OpenPose ground truth, frames stored at `short_side`. Returns the dataset dir
+  with the OpenPose ground truth, frames stored at `short_side`, key frames as the build's default (CoViAR's
+  mpeg4 re-encode at GOP 12; reencode_gop=0: the generated H.264's own). Returns the dataset dir
   (<data_dir>/<name>/<version>).
 
   Idempotent: raw files and dataset made earlier with the same arguments are reused; other arguments
@@ -237,13 +238,15 @@ def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64,
   """
   from data_prep import builder  # pylint: disable=g-import-not-at-top - keeps the generator light to import
   raw = os.path.join(data_dir, 'raw')
+  if reencode_gop is None:
+    reencode_gop = builder.COVIAR_GOP
   wanted = dict(classes=class_names(num_classes), videos_per_class=videos_per_class, frames=frames, size=size,
-                seed=seed, context=context, fps=25, gop=16, short_side=short_side)
+                seed=seed, context=context, fps=25, gop=16, short_side=short_side, reencode_gop=reencode_gop)
   meta_path = os.path.join(raw, 'synth_actions.json')
   spec = builder.BuildSpec(layout='ucf101', videos_dir=os.path.join(raw, 'videos'),
                            annotations=os.path.join(raw, 'ucfTrainTestlist'),
                            poses='openpose:' + os.path.join(raw, 'poses'), out_dir=data_dir, name=name,
-                           short_side=short_side)
+                           short_side=short_side, reencode_gop=reencode_gop)
   have = None
   if os.path.exists(meta_path):
     with open(meta_path) as f:

@@ -2,7 +2,9 @@
 
 Every function opens the file itself and decodes on one thread: the builder parallelises over processes.
 """
+import contextlib
 import io
+import os
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -14,6 +16,37 @@ I_FRAME = 1  # av 18: `frame.pict_type` is an int; 1 = AV_PICTURE_TYPE_I
 
 class VideoError(Exception):
   """A video that cannot be used (corrupt, no video stream, too few frames); the message is the reason."""
+
+
+class VideoNotFound(VideoError):
+  """The listed file is not there."""
+
+
+class VideoTooShort(VideoError):
+  """The video decodes but has fewer frames than the build keeps."""
+
+
+@contextlib.contextmanager
+def _decoder_log():
+  """Collects FFmpeg's own error messages (e.g. 'moov atom not found') of this thread during the block, for the
+  reason of a VideoError; FFmpeg's log level is restored after (PyAV keeps logging off by default)."""
+  old, old_skip = av.logging.get_level(), av.logging.get_skip_repeated()
+  av.logging.set_level(av.logging.ERROR)
+  av.logging.set_skip_repeated(False)  # the same message for the next bad file too
+  try:
+    with av.logging.Capture() as logs:
+      yield logs
+  finally:
+    av.logging.set_level(old)
+    av.logging.set_skip_repeated(old_skip)
+
+
+def _decode_error(path, error, logs):
+  """A VideoError whose reason holds PyAV's error and the last few distinct messages FFmpeg logged for it."""
+  message = str(error).split('; last error log:')[0]  # PyAV's last log line may be another file's
+  said = list(dict.fromkeys(text.strip() for _, _, text in logs if text.strip()))[-3:]
+  detail = f' [{"; ".join(said)}]' if said else ''
+  return VideoError(f'{path}: cannot decode ({type(error).__name__}: {message}){detail}')
 
 
 def _source(path):
@@ -46,6 +79,75 @@ def keyframe_indices(path):
     return [i for i, frame in enumerate(container.decode(stream)) if int(frame.pict_type) == I_FRAME]
 
 
+def check_file(path):
+  """Raises VideoNotFound / VideoError for a path that is not there or is empty (before any decoder sees it)."""
+  if not os.path.isfile(path):
+    raise VideoNotFound(f'{path}: file not found')
+  if os.path.getsize(path) == 0:
+    raise VideoError(f'{path}: empty file')
+
+
+def _metadata_frame_count(container, stream, fps):
+  """Frames per the container (nb_frames; else duration x frame rate, e.g. WebM); 0 when it says nothing."""
+  if stream.frames:
+    return int(stream.frames)
+  if stream.duration and stream.time_base:
+    seconds = float(stream.duration * stream.time_base)
+  else:
+    seconds = (container.duration or 0) / av.time_base
+  return int(round(seconds * fps))
+
+
+def _decodes_near_end(container, stream):
+  """Seeks to the last key frame before the end and decodes one frame: False if none comes (True when the
+  container gives no duration to seek by: the first frame is all that can be checked cheaply)."""
+  if stream.duration:
+    container.seek((stream.start_time or 0) + max(int(stream.duration) - 1, 0), stream=stream)
+  elif container.duration:
+    container.seek(max(int(container.duration) - 1, 0))
+  else:
+    return True
+  return next(container.decode(stream), None) is not None
+
+
+def probe_video(path, min_frames=2):
+  """Cheap health check of one video (data_prep.check): open the container and its video stream, take the frame
+  count from the metadata, decode the first frame and one frame at the last key frame (a file cut before its
+  last key frame fails there; one cut inside its last GOP is not caught: that would take decoding it).
+
+  Returns dict(num_frames (from the metadata), fps, width, height, codec). Raises VideoNotFound, VideoError
+  (cannot open or decode, no video stream) or VideoTooShort (fewer than `min_frames` frames per the metadata).
+  """
+  check_file(path)
+  logs = []
+  try:
+    with _decoder_log() as logs, av.open(_source(path)) as container:
+      stream = _open_video_stream(container, path)
+      fps = _fps(stream)
+      num_frames = _metadata_frame_count(container, stream, fps)
+      first = next(container.decode(stream), None)
+      if first is None:
+        raise VideoError(f'{path}: no decodable frames')
+      if num_frames > 1 and not _decodes_near_end(container, stream):
+        raise VideoError(f'{path}: no frame decodes at the last key frame (truncated?)')
+      info = dict(num_frames=num_frames, fps=fps, width=first.width, height=first.height,
+                  codec=stream.codec_context.name)
+  except VideoError:
+    raise
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
+    raise _decode_error(path, e, logs) from None
+  if num_frames and num_frames < min_frames:
+    raise VideoTooShort(f'{path}: {num_frames} frame(s) per the container, need at least {min_frames}')
+  return info
+
+
+def decoder_versions():
+  """{'av': PyAV version, 'ffmpeg': FFmpeg version, 'libavcodec': 'x.y.z', 'libswscale': 'x.y.z'}."""
+  libs = av.library_versions
+  return dict(av=av.__version__, ffmpeg=str(av.ffmpeg_version_info),
+              libavcodec='.'.join(map(str, libs['libavcodec'])), libswscale='.'.join(map(str, libs['libswscale'])))
+
+
 def scaled_size(width, height, short_side):
   """(w, h) with the short side = `short_side` and the aspect ratio kept; both even (yuv420p encoders)."""
   scale = short_side / min(width, height)
@@ -62,8 +164,9 @@ def decode_video(path, short_side):
   JPEG-encoding the planes (JFIF is full-range YCbCr) skips two colour conversions: ~2x faster than going
   through RGB. A resolution change mid-stream is scaled to the first size. Raises VideoError.
   """
+  logs = []
   try:
-    with av.open(_source(path)) as container:
+    with _decoder_log() as logs, av.open(_source(path)) as container:
       stream = _open_video_stream(container, path)
       fps = _fps(stream)
       reformatter = VideoReformatter()
@@ -79,7 +182,7 @@ def decode_video(path, short_side):
   except VideoError:
     raise
   except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
-    raise VideoError(f'{path}: cannot decode ({type(e).__name__}: {e})') from None
+    raise _decode_error(path, e, logs) from None
   if not frames:
     raise VideoError(f'{path}: no decodable frames')
   if fps <= 0:
@@ -144,7 +247,7 @@ def prepare_video(path, short_side=128, jpeg_quality=90, reencode_gop=0, min_fra
   video = decode_video(path, short_side)
   frames, keyframes = video['frames'], video['keyframe_indices']
   if len(frames) < min_frames:
-    raise VideoError(f'{path}: {len(frames)} frame(s), need at least {min_frames}')
+    raise VideoTooShort(f'{path}: {len(frames)} frame(s), need at least {min_frames}')
   if reencode_gop:
     data = encode_video(frames, video['fps'], codec='mpeg4', gop=reencode_gop, pix_fmt='yuvj420p')
     again = decode_video(io.BytesIO(data), short_side)

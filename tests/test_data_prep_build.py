@@ -28,9 +28,12 @@ def test_build_synth_actions(tmp_path):
   synth_actions.generate(raw, num_classes=3, videos_per_class=4, frames=12, size=32, seed=0, gop=5)
   spec = builder.BuildSpec(layout='ucf101', videos_dir=f'{raw}/videos', annotations=f'{raw}/ucfTrainTestlist',
                            poses=f'openpose:{raw}/poses', out_dir=str(tmp_path / 'out'), name='synth',
-                           shard_size=5)
+                           shard_size=5, reencode_gop=0)  # the codec's own key frames, compared below
   summary = builder.build(spec, workers=1)
   assert summary['videos_ok'] == 12 and summary['videos_skipped'] == 0 and summary['frames'] == 144
+  assert summary['coverage']['train'] == dict(listed=9, found=9, decodable=9, too_short=0, bad_poses=0, usable=9,
+                                              missing_poses=0)
+  assert summary['fingerprint']['preprocessing']['gop_policy'] == "the codec's own key frames"
   d = summary['dataset_dir']
   assert records.class_names(d) == ['Walk', 'Run', 'Jump']
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -55,42 +58,14 @@ def test_build_synth_actions(tmp_path):
       np.testing.assert_allclose(r['poses'][4][seen, :2].astype(float), kp[seen, :2] / 32, atol=2e-3)
 
 
-def _ucf_tree(root, bad=True):
-  """Two classes of tiny videos; with bad=True also corrupt entries and a malformed pose file."""
-  videos, ann, pose_dir = root / 'videos', root / 'lists', root / 'poses'
-  ann.mkdir(parents=True)
-  train, test = [], []
-  for c, cls in enumerate(('Alpha', 'Beta')):
-    for g in range(3):
-      rel = f'{cls}/v_{cls}_g{g:02d}_c01.avi'
-      fx.write_video(str(videos / rel), num_frames=8 + 2 * g + c, gop=3 + g, seed=10 * c + g)
-      (test if g == 0 else train).append((rel, c))
-  if bad:
-    (videos / 'Alpha').joinpath('v_Alpha_g10_c01.avi').write_text('not a video')
-    (videos / 'Alpha').joinpath('v_Alpha_g11_c01.avi').write_bytes(b'')
-    good = (videos / 'Beta' / 'v_Beta_g01_c01.avi').read_bytes()
-    (videos / 'Beta').joinpath('v_Beta_g12_c01.avi').write_bytes(good[:len(good) // 3])
-    fx.write_audio_only(str(videos / 'Beta' / 'v_Beta_g13_c01.avi'))
-    fx.write_video(str(videos / 'Beta' / 'v_Beta_g14_c01.avi'), num_frames=1)
-    train += [('Alpha/v_Alpha_g10_c01.avi', 0), ('Alpha/v_Alpha_g11_c01.avi', 0), ('Beta/v_Beta_g12_c01.avi', 1),
-              ('Beta/v_Beta_g13_c01.avi', 1), ('Beta/v_Beta_g14_c01.avi', 1), ('Alpha/v_Alpha_g15_c01.avi', 0)]
-    bad_pose = pose_dir / 'Alpha' / 'v_Alpha_g02_c01'
-    bad_pose.mkdir(parents=True)
-    (bad_pose / 'v_Alpha_g02_c01_000000000000_keypoints.json').write_text('{"people": [{"pose_')
-  pose_dir.mkdir(exist_ok=True)
-  (ann / 'classInd.txt').write_text('1 Alpha\n2 Beta\n')
-  (ann / 'trainlist01.txt').write_text(''.join(f'{rel} {c + 1}\n' for rel, c in train))
-  (ann / 'testlist01.txt').write_text(''.join(f'{rel}\n' for rel, _ in test))
-  return ['--layout=ucf101', f'--videos_dir={videos}', f'--annotations={ann}', f'--poses=openpose:{pose_dir}']
-
-
 def _cli(args, **kwargs):
   return subprocess.Popen([sys.executable, '-m', 'data_prep.build', *args], cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def test_cli_skips_bad_files(tmp_path):
-  args = _ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4']
+  args = fx.ucf_tree(tmp_path) + [f'--out_dir={tmp_path}/out', '--name=ucf_bad', '--workers=2', '--shard_size=4',
+                                '--reencode_gop=0']
   proc = _cli(args)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-2000:]
@@ -103,10 +78,21 @@ def test_cli_skips_bad_files(tmp_path):
                           'Beta/v_Beta_g13_c01.avi', 'Beta/v_Beta_g14_c01.avi', 'Alpha/v_Alpha_g15_c01.avi',
                           'Alpha/v_Alpha_g02_c01.avi'}
   assert 'empty file' in skipped['Alpha/v_Alpha_g11_c01.avi']['reason']
+  assert 'moov atom not found' in skipped['Beta/v_Beta_g12_c01.avi']['reason']  # FFmpeg's message, kept
   assert 'no video stream' in skipped['Beta/v_Beta_g13_c01.avi']['reason']
   assert '1 frame' in skipped['Beta/v_Beta_g14_c01.avi']['reason']
   assert 'not found' in skipped['Alpha/v_Alpha_g15_c01.avi']['reason']
   assert 'malformed OpenPose' in skipped['Alpha/v_Alpha_g02_c01.avi']['reason']
+  assert {v: s['problem'] for v, s in skipped.items()} == {
+      'Alpha/v_Alpha_g10_c01.avi': 'undecodable', 'Alpha/v_Alpha_g11_c01.avi': 'undecodable',
+      'Beta/v_Beta_g12_c01.avi': 'undecodable', 'Beta/v_Beta_g13_c01.avi': 'undecodable',
+      'Beta/v_Beta_g14_c01.avi': 'too_short', 'Alpha/v_Alpha_g15_c01.avi': 'missing',
+      'Alpha/v_Alpha_g02_c01.avi': 'bad_poses'}
+  # The coverage table: every train video has no pose file but one (malformed): 3 usable, all missing poses.
+  assert summary['coverage'] == {
+      'test': dict(listed=2, found=2, decodable=2, too_short=0, bad_poses=0, usable=2, missing_poses=2),
+      'train': dict(listed=10, found=9, decodable=5, too_short=1, bad_poses=1, usable=3, missing_poses=3)}
+  assert 'missing poses' in out and 'too short' in out
   d = summary['dataset_dir']
   test = _read_all(d, 'test')
   assert [r['video_id'].decode() for r in test] == ['Alpha/v_Alpha_g00_c01.avi', 'Beta/v_Beta_g00_c01.avi']
@@ -122,7 +108,7 @@ def test_cli_skips_bad_files(tmp_path):
 
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
-  tree = _ucf_tree(tmp_path, bad=False)
+  tree = fx.ucf_tree(tmp_path, bad=False)
   args = tree + [f'--out_dir={tmp_path}/out', '--name=resumed', '--workers=1', '--shard_size=1',
                  '--reencode_gop=4', '--keep_work']
   work = tmp_path / 'out' / '.resumed.work'
@@ -156,14 +142,14 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 
 def test_changed_options_refuse_a_stale_work_dir(tmp_path):
-  tree = _ucf_tree(tmp_path, bad=False)
+  tree = fx.ucf_tree(tmp_path, bad=False)
   base = dict(layout='ucf101', videos_dir=tree[1].split('=', 1)[1], annotations=tree[2].split('=', 1)[1],
               out_dir=str(tmp_path / 'out'), name='x')
   os.makedirs(builder.work_dir(builder.BuildSpec(**base)))
   class_names, tasks = builder.plan(builder.BuildSpec(**base))
-  with open(os.path.join(builder.work_dir(builder.BuildSpec(**base)), 'fingerprint.txt'), 'w') as f:
+  with open(os.path.join(builder.work_dir(builder.BuildSpec(**base)), 'work_key.txt'), 'w') as f:
     f.write('0' * 64)
-  with pytest.raises(RuntimeError, match='other inputs or options'):
+  with pytest.raises(RuntimeError, match='other inputs, options'):
     builder.build(builder.BuildSpec(**base, jpeg_quality=50))
   assert class_names == ['Alpha', 'Beta'] and len(tasks) == 2
 
@@ -181,7 +167,7 @@ def _worker_pids(pid):
 def test_dead_worker_is_recovered(tmp_path):
   # SIGKILL one worker mid-build, as a decoder segfault would: the build redoes its shard video by video in
   # isolation and ends with the same records as an undisturbed build.
-  tree = _ucf_tree(tmp_path, bad=False)
+  tree = fx.ucf_tree(tmp_path, bad=False)
   args = tree + [f'--out_dir={tmp_path}/out', '--name=crash', '--workers=2', '--shard_size=1', '--keep_work']
   work = tmp_path / 'out' / '.crash.work'
   proc = _cli(args)

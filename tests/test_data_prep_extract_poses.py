@@ -53,3 +53,21 @@ def test_mediapipe_finds_the_synthetic_figure(tmp_path):
       seen = b[:, 2] > 0
       errors.append(np.median(np.linalg.norm(a[seen, :2] - b[seen, :2], axis=1)))
   assert len(errors) >= 4 and np.median(errors) < 20  # pixels in a 256x256 frame
+
+
+@pytest.mark.skipif(not os.path.exists(MEDIAPIPE_PYTHON), reason='no MediaPipe venv (.venv-mediapipe)')
+def test_mediapipe_agrees_with_real_openpose_on_clean_and_jerk(tmp_path):
+  # The number in docs/design.md (Data): mean 3.8 px over the joints both detect, 340x256, 300 frames.
+  import data_prep_fixtures as fx  # pylint: disable=g-import-not-at-top - tests/ is on sys.path
+  from data_prep import compare_poses  # pylint: disable=g-import-not-at-top
+  src = os.path.join(fx.realformats_dir(), 'openpose', 'coco18_clean_and_jerk')
+  videos = tmp_path / 'videos'
+  videos.mkdir()
+  os.symlink(os.path.join(src, 'clean_and_jerk.mp4'), videos / 'clean_and_jerk.mp4')
+  proc = subprocess.run([MEDIAPIPE_PYTHON, '-m', 'data_prep.extract_poses', '--backend=mediapipe',
+                         f'--videos_dir={videos}', f'--out_dir={tmp_path}/mediapipe'], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  r = compare_poses.compare(os.path.join(src, 'clean_and_jerk.mp4'), f'openpose:{src}',
+                            f'openpose:{tmp_path}/mediapipe')
+  assert r['frames'] == 300 and r['joints'] > 5000 and r['mean_px'] < 6

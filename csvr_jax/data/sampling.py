@@ -88,6 +88,12 @@ def split_clip_future(window, clip_len):
   return clip, future
 
 
+def iframe_window(first_frame, last_frame, margin):
+  """The frames [lo, hi] (inclusive) whose key frames belong to a clip spanning first_frame..last_frame: the
+  clip widened by `margin` frames on each side. Scalars or numpy arrays (data_prep's key-frame statistics)."""
+  return first_frame - margin, last_frame + margin
+
+
 def select_iframes(keyframe_indices, clip_frames, margin, max_iframes, rng):
   """I-frames that belong to a clip.
 
@@ -103,7 +109,7 @@ def select_iframes(keyframe_indices, clip_frames, margin, max_iframes, rng):
   # Python lists: K and T are tens of ints, where each numpy call (unique, min, masks) costs more than the work.
   keys = sorted(set(np.asarray(keyframe_indices, np.int64).reshape(-1).tolist()))
   clip = np.asarray(clip_frames).reshape(-1).tolist()
-  lo, hi = min(clip) - margin, max(clip) + margin
+  lo, hi = iframe_window(min(clip), max(clip), margin)
   inside = [k for k in keys if lo <= k <= hi]
   if len(inside) > max_iframes:
     pick = rng.permutation(len(inside))[:max_iframes].tolist()  # uniform subset (~4x cheaper than choice)
