@@ -138,6 +138,13 @@ class TrainCheckpointer:
     self.manager.close()
 
 
+def host_copy(state):
+  """Replicated state -> numpy on this host (its first local shard is the whole value): what checkpoints save.
+  Orbax then writes plain arrays; saving the 8-way replicated jax.Arrays compiled one slice program per
+  parameter shape."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, state)
+
+
 def abstract_like(state):
   """ShapeDtypeStructs (with shardings) of a state tree, the target for `TrainCheckpointer.restore`."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, 'sharding', None)),

@@ -84,6 +84,9 @@ def main(argv):
     enable_compilation_cache(config.train.compilation_cache_dir, FLAGS.workdir)
     run(config, FLAGS.workdir)
   except Exception as e:  # pylint: disable=broad-except
+    if type(e).__name__ == 'Preempted':  # train/loop.py: saved after SIGTERM; exit as a SIGTERM'd process does
+      print(str(e), flush=True)
+      sys.exit(128 + 15)
     if not is_user_facing(e):
       raise  # a bug: keep the traceback
     print(f'error: {e}', file=sys.stderr)

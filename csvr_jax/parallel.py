@@ -1,10 +1,11 @@
 """Data parallelism: multi-host start-up, the device mesh, shard_map'd steps, host batch -> global array.
 
 Every step runs under `jax.shard_map` with the batch split over the mesh axis 'data' and the train state
-replicated. The trap (DESIGN.md section 4): with `check_vma=True`, the gradient of a replicated parameter
-computed inside shard_map is ALREADY summed over the devices. A per-device loss is the mean over the local
-batch, so the summed gradient is `axis_size` times the gradient of the global-batch mean: `grads_to_global_mean`
-divides by the axis size instead of the pmap-era `lax.pmean(grads)` (which would leave it axis_size too large).
+replicated. The one gradient convention: every loss is a GLOBAL-batch mean (`global_mean` of the per-device
+mean, or a psum'd contrastive loss), identical on all devices. With `check_vma=True` the gradient of a
+replicated parameter computed inside shard_map is already summed over the devices, so the gradient of such a
+loss is exactly the global-batch gradient: no pmean of gradients (the pmap-era `lax.pmean(grads)` of per-device
+losses' gradients comes out axis_size times too large; tests/test_parallel.py shows it).
 """
 import os
 
@@ -115,12 +116,6 @@ def data_parallel(fn, mesh, in_specs, out_specs):
 
 BATCH = P(DATA)
 REPLICATED = P()
-
-
-def grads_to_global_mean(grads, axis_name=DATA):
-  """Gradients of replicated params inside shard_map (already psum'd, see module doc) -> global-mean grads."""
-  n = jax.lax.axis_size(axis_name)
-  return jax.tree.map(lambda g: g / n, grads)
 
 
 def global_mean(tree, axis_name=DATA):

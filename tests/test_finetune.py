@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import base
+from csvr_jax import checkpoint
 from csvr_jax.train import finetune
 
 NUM_CLASSES = 3
@@ -58,7 +59,7 @@ def test_finetune_learns_and_resumes(synth_dir, tmp_path):
   lines = [json.loads(l) for l in open(os.path.join(ft_dir, 'metrics.jsonl'))]
   steps = [l['step'] for l in lines if 'finetune/loss' in l]
   losses = [l['finetune/loss'] for l in lines if 'finetune/loss' in l]
-  assert steps == [5, 10, 15, 20, 25, 30, 35]  # the second run started at step 16
+  assert steps == [1, 5, 10, 15, 20, 25, 30, 35]  # (train/loop.py logs step 1) the second run started at 16
   assert np.isfinite(losses).all() and np.mean(losses[-3:]) < np.log(NUM_CLASSES)
   assert out['finetune/top1'] >= 0.55, out  # chance = 1/3; 18 videos x 2 clips, softmax averaged
   assert out['confusion'].sum() == 18 and out['per_class_accuracy'].shape == (NUM_CLASSES,)
@@ -101,13 +102,13 @@ def _two_steps(c, devices):
   classifier = heads.Classifier(num_classes=NUM_CLASSES, dropout=c.model.dropout)
   tx = finetune.make_optimizer(c, 10)
   state = finetune.create_state(c, variables, classifier, finetune.feature_dim(c, model, variables), tx, mesh)
-  initial = finetune.host_copy(state)
+  initial = checkpoint.host_copy(state)
   step = finetune.jit_train_step(c, model, classifier, tx, finetune.learning_rate_fn(c, 10), mesh)
   keys = downstream.input_keys(c.finetune.features) + ('label',)
   for seed in (0, 1):
     batch = _random_batch(c, seed)
     state, metrics = step(state, parallel.host_to_global({k: batch[k] for k in keys}, mesh))
-  return initial, finetune.host_copy(state), jax.device_get(metrics)
+  return initial, checkpoint.host_copy(state), jax.device_get(metrics)
 
 
 def _changed(a, b):

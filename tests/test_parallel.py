@@ -53,7 +53,12 @@ class _Net(nn.Module):
 
 
 def _train(n_devices, x, steps=3, pmean_grads=False):
-  """SGD on a contrastive loss whose keys are all-gathered and whose BN is synced; returns (losses, params)."""
+  """SGD on a contrastive loss whose keys are all-gathered and whose BN is synced; returns (losses, params).
+
+  The loss is the global-batch mean (the project's one convention): shard_map already sums the gradient of
+  replicated params over devices, so it is the exact global gradient. pmean_grads=True instead differentiates
+  the per-device mean and pmeans the (already summed) gradients, the pmap-era habit the module warns about: the
+  gradient comes out axis_size times too large (kept to show the test can fail)."""
   net = _Net()
   variables = net.init(jax.random.key(0), x[:2], False)
   mesh = parallel.make_mesh(_cfg(), jax.devices()[:n_devices])
@@ -63,14 +68,14 @@ def _train(n_devices, x, steps=3, pmean_grads=False):
     keys = jax.lax.all_gather(out, 'data', tiled=True)
     logp = jax.nn.log_softmax(out @ keys.T)
     loss = -jnp.mean(logp[jnp.arange(x.shape[0]), parallel.sample_index(x.shape[0])])
-    return loss, upd['batch_stats']
+    return (loss if pmean_grads else parallel.global_mean(loss)), upd['batch_stats']
 
   def step(params, batch_stats, x):
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, x)
-    # pmean of already-summed gradients is the trap the module warns about (kept to show the test can fail).
-    grads = parallel.global_mean(grads) if pmean_grads else parallel.grads_to_global_mean(grads)
+    if pmean_grads:
+      grads, loss = parallel.global_mean(grads), parallel.global_mean(loss)
     params = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
-    return params, batch_stats, parallel.global_mean(loss)
+    return params, batch_stats, loss
 
   f = jax.jit(parallel.data_parallel(step, mesh, (P(), P(), parallel.BATCH), (P(), P(), P())))
   params = jax.device_put(variables['params'], parallel.replicated(mesh))

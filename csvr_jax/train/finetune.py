@@ -42,6 +42,7 @@ from csvr_jax.models import downstream
 from csvr_jax.models import heads
 from csvr_jax.train import backbone_init
 from csvr_jax.train import evaluate
+from csvr_jax.train import loop
 from csvr_jax.train import state as state_lib
 
 FINETUNE_DIR = 'finetune'
@@ -96,13 +97,6 @@ def create_state(config, backbone_vars, classifier, feature_dim, tx, mesh):
                  compiler_options=parallel.compiler_options(config))(jax.device_get(backbone_vars))
 
 
-def host_copy(state):
-  """Replicated state -> numpy on this host (its first local shard is the whole value). Orbax then writes
-  plain arrays: saving the 8-way replicated jax.Arrays made it compile one slice program per parameter shape
-  (~23 s of a 30 s test run on the CPU)."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
-
-
 def _augment_per_sample(clips, key, data_config):
   """device_augment with one key per row (fold_in of the global row index): independent of the device count."""
   rows = parallel.sample_index(clips.shape[0])
@@ -123,17 +117,18 @@ def train_step(state, batch, *, model, classifier, tx, lr_fn, config):
                            train=True, mutable=['batch_stats'])
     logits = classifier.apply({'params': params['classifier']}, out['pooled'], train=True,
                               rngs={'dropout': k_drop})
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    # A global-batch mean, as every pretraining loss: the gradient of replicated params is then exact inside
+    # shard_map (parallel.py).
+    loss = parallel.global_mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean())
     return loss, (upd['batch_stats'], logits)
 
   (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = parallel.grads_to_global_mean(grads)
   if not config.model.sync_bn:
     batch_stats = parallel.global_mean(batch_stats)  # per-device statistics, averaged to stay replicated
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   top1 = jnp.mean((jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32))
-  metrics = parallel.global_mean({'finetune/loss': loss, 'finetune/train_top1': top1})
+  metrics = {'finetune/loss': loss, 'finetune/train_top1': parallel.global_mean(top1)}
   metrics['finetune/lr'] = lr_fn(state.step)
   return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
 
@@ -200,7 +195,7 @@ def total_steps(config, num_train):
 
 
 def train(config, workdir):
-  """The training part of `run` -> (state, model, classifier, mesh, meta, class names); None on SIGTERM."""
+  """The training part of `run` -> (state, model, classifier, mesh, meta, class names); loop.Preempted on SIGTERM."""
   # ---------------------------------------------------------------- mesh, data
   parallel.initialize(config)
   mesh = parallel.make_mesh(config)
@@ -232,39 +227,18 @@ def train(config, workdir):
     print(f'finetune: resumed from step {int(state.step)} in {ckpt.directory}')
   writer = metrics_lib.MetricWriter(ft_dir, steps, batch, config.logging.progress_bar,
                                     main_keys=['finetune/loss', 'finetune/train_top1'])
-  preempt = checkpoint.PreemptionFlag()
 
   # ---------------------------------------------------------------- loop
-  step = int(state.step)
-  try:
-    while step < steps:
-      batch = next(data_iter)
-      state, m = p_step(state, parallel.host_to_global({k: batch[k] for k in keys}, mesh))
-      step += 1
-      if step % config.logging.log_every_steps == 0 or step == steps:
-        m = jax.device_get(m)
-        metrics_lib.check_finite(step, m, 'the last checkpoint is kept')
-        writer.write_scalars(step, m)
-      if step % config.checkpoint.every_steps == 0 or step == steps:
-        ckpt.save(step, host_copy(state), data_iter, config)
-      if preempt.any_process():
-        ckpt.save(step, host_copy(state), data_iter, config)
-        ckpt.wait()
-        print(f'finetune: SIGTERM, saved step {step}; rerun the same command to resume')
-        return None
-  finally:
-    ckpt.close()
-    preempt.restore()
-    writer.close()
+  step_fn = lambda state, host_batch, step: p_step(state, parallel.host_to_global(
+      {k: host_batch[k] for k in keys}, mesh))
+  state = loop.run(state, data_iter, step_fn, total_steps=steps, config=config, ckpt=ckpt, writer=writer,
+                   name='finetune')
   return state, model, classifier, mesh, meta, names
 
 
 def run(config, workdir):
   """Finetunes, evaluates with the 10-clip protocol, writes results.json / report.md; returns the metrics."""
-  trained = train(config, workdir)
-  if trained is None:
-    return None
-  state, model, classifier, mesh, meta, names = trained
+  state, model, classifier, mesh, meta, names = train(config, workdir)
   ft_dir = run_dir(config, workdir)
   test_batches, num_test = evaluate.eval_batches(config, config.data.dataset_dir, config.data.eval_split, mesh)
   m = evaluate_classifier(config, state, model, classifier, mesh, test_batches, num_test,

@@ -14,6 +14,7 @@ import numpy as np
 from csvr_jax import checkpoint
 from csvr_jax import metrics as metrics_lib
 from csvr_jax import parallel
+from csvr_jax.train import loop
 from csvr_jax.train import networks
 from csvr_jax.train import schedule
 from csvr_jax.train import state as state_lib
@@ -106,7 +107,6 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
     state = ckpt.restore(abstract, data_iter)
     if is_main:
       print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
-  step = int(state.step)
 
   # ------------------------------------------------------------------------------------ evals
   evaluators = make_evaluators(config)
@@ -114,42 +114,28 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
                                     main_keys=['total/loss', 'context/loss', 'pose/d_loss', 'video_rec/l2'])
   writer.write_config(config)
 
+  def step_fn(state, host_batch, step):
+    batch = parallel.host_to_global(host_batch, mesh)
+    state, metrics = fns_for(schedule.stage_at(stages, step)).train_step(state, batch, step)
+    last_batch[0] = batch
+    return state, metrics
+
+  def log_images_hook(step, state):
+    stage = schedule.stage_at(stages, step - 1)
+    if step % config.logging.image_every_steps == 0 and (stage.losses.keys() & {'pose', 'video'}):
+      log_images(writer, step, fns_for(stage), state, last_batch[0])
+
+  def evaluators_hook(step, state):
+    for name, every, fn in evaluators:
+      if step % every == 0 or step == total_steps:
+        writer.write_scalars(step, {f'{name}/{k}': v for k, v in fn(config, workdir, vnet_variables(state),
+                                                                     step).items()})
+
   # ------------------------------------------------------------------------------------- loop
-  preempt = checkpoint.PreemptionFlag()
-  note = lambda: (f'last good checkpoint: step {ckpt.latest_step()} in {ckpt.directory}'
-                  if ckpt.latest_step() is not None else 'no checkpoint was written')
-  try:
-    while step < total_steps:
-      stage = schedule.stage_at(stages, step)
-      fns = fns_for(stage)
-      batch = parallel.host_to_global(next(data_iter), mesh)
-      state, step_metrics = fns.train_step(state, batch, step)
-      step += 1
-      is_save = step % config.checkpoint.every_steps == 0 or step == total_steps
-      if step % config.logging.log_every_steps == 0 or is_save or step == 1:
-        host = jax.device_get(step_metrics)
-        metrics_lib.check_finite(step, host, note())  # before any save: nothing non-finite is kept
-        writer.write_scalars(step, {**host, 'train/lr': float(optimizers['vnet'][1](step - 1))})
-      if step % config.logging.image_every_steps == 0 and (stage.losses.keys() & {'pose', 'video'}):
-        log_images(writer, step, fns, state, batch)
-      for name, every, fn in evaluators:
-        if step % every == 0 or step == total_steps:
-          writer.write_scalars(step, {f'{name}/{k}': v for k, v in fn(config, workdir, vnet_variables(state),
-                                                                       step).items()})
-      if is_save:
-        ckpt.save(step, state, data_iter, config)
-      elif (jax.process_count() == 1 or step % config.logging.log_every_steps == 0) and preempt.any_process():
-        # (with several processes the flag is a collective: polled at log steps only, all processes agree)
-        host = jax.device_get(step_metrics)
-        metrics_lib.check_finite(step, host, note())
-        ckpt.save(step, state, data_iter, config)
-        if is_main:
-          print(f'pretrain: SIGTERM - saved step {step}, exiting', flush=True)
-        break
-  finally:
-    ckpt.close()
-    writer.close()
-    preempt.restore()
+  last_batch = [None]  # the step's global batch, for image logging
+  state = loop.run(state, data_iter, step_fn, total_steps=total_steps, config=config, ckpt=ckpt, writer=writer,
+                   name='pretrain', hooks=(log_images_hook, evaluators_hook),
+                   extra_scalars=lambda step: {'train/lr': float(optimizers['vnet'][1](step - 1))})
   return state, step_fns
 
 
