@@ -172,6 +172,8 @@ def export_mode(config, workdir):
   state, step = read_checkpoint_item(workdir)
   variables = {'params': state['params']['vnet'], 'batch_stats': state['batch_stats'].get('vnet', {})}
   meta = export_meta(config, step, checkpoint_source(workdir, step))
+  from csvr_jax import report  # pylint: disable=g-import-not-at-top
+  meta.update(report.pretext_meta(workdir, step))  # the pretext metrics (Table II) up to this step travel along
   export_dir = os.path.join(workdir, 'export')
   if jax.process_index() == 0:
     save_backbone_export(export_dir, variables, meta)

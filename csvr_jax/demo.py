@@ -73,8 +73,9 @@ def pretrain_and_export(config, workdir):
   if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
     state, _ = pretrain.run(config, workdir)
     step = int(state.step)
-    checkpoint.save_backbone_export(export_dir, pretrain.vnet_variables(state),
-                                    checkpoint.export_meta(config, step, checkpoint.checkpoint_source(workdir, step)))
+    meta = checkpoint.export_meta(config, step, checkpoint.checkpoint_source(workdir, step))
+    meta.update(report.pretext_meta(workdir, step))  # Table II's pretext metrics reach the downstream runs
+    checkpoint.save_backbone_export(export_dir, pretrain.vnet_variables(state), meta)
     print(f'demo: exported V-Network {config.model.vnet} (step {step}) to {os.path.abspath(export_dir)}')
   return export_dir
 
