@@ -269,7 +269,7 @@ def table2(rs):
   """Table II layout: one row per metric with its baseline (the latest step's), one column per step; the
   reasons for absent metrics below."""
   steps, epochs = table2_steps(rs)
-  head = ['Pretraining step (epoch)', 'Trivial baseline'] + [_step_header(s, epochs[s]) for s in steps]
+  head = ['Pretraining step (epoch)', 'Baseline'] + [_step_header(s, epochs[s]) for s in steps]
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for row in table2_rows(rs):
     fmt = _pct if row.percent else _num

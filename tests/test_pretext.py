@@ -225,7 +225,7 @@ def test_pretraining_records_pretext_at_every_checkpoint_and_exports_them(datase
   assert step3['video_rec/inception_score'] is None and 'no IS classifier' in runs[0]['pretext_notes'][
       'video_rec/inception_score']
   md = open(os.path.join(workdir, 'report.md')).read()
-  assert '| Pretraining step (epoch) | Trivial baseline | 2 (2) | 3 (3) |' in md
+  assert '| Pretraining step (epoch) | Baseline | 2 (2) | 3 (3) |' in md
   assert '| Context matching top-1 (%) | 12.5 (chance, 1/batch) |' in md
   assert 'no IS classifier' in md and os.path.exists(os.path.join(workdir, 'pretext_vs_downstream_csvr_r3d_18.png'))
   # The export carries them; a downstream run of that export shows them (results.json and Table II).

@@ -132,16 +132,16 @@ def train(config, workdir, data_iter, total_steps, init_variables=None):
       state, step_metrics = fns.train_step(state, batch, step)
       step += 1
       is_save = step % config.checkpoint.every_steps == 0 or step == total_steps
+      scalars = {}
       if step % config.logging.log_every_steps == 0 or is_save or step == 1:
         host = jax.device_get(step_metrics)
         metrics_lib.check_finite(step, host, note())  # before any save: nothing non-finite is kept
-        writer.write_scalars(step, {**host, 'train/lr': float(optimizers['vnet'][1](step - 1))})
+        scalars = {**host, 'train/lr': float(optimizers['vnet'][1](step - 1))}
       if step % config.logging.image_every_steps == 0 and (stage.losses.keys() & {'pose', 'video'}):
         log_images(writer, step, fns, state, batch)
-      for name, every, fn, whole_state in evaluators:
-        if step % every == 0 or step == total_steps:
-          networks_ = state if whole_state else vnet_variables(state)
-          writer.write_scalars(step, {f'{name}/{k}': v for k, v in fn(config, workdir, networks_, step).items()})
+      scalars.update(run_evaluators(evaluators, config, workdir, state, step, total_steps))
+      if scalars:  # one record per step: the evaluators' metrics join the step's (perf/* then spans them too)
+        writer.write_scalars(step, scalars)
       if is_save:
         ckpt.save(step, state, data_iter, config)
       elif (jax.process_count() == 1 or step % config.logging.log_every_steps == 0) and preempt.any_process():
@@ -157,6 +157,16 @@ def train(config, workdir, data_iter, total_steps, init_variables=None):
     writer.close()
     preempt.restore()
   return state, step_fns
+
+
+def run_evaluators(evaluators, config, workdir, state, step, total_steps):
+  """Metrics of the evaluators due at `step` (from make_evaluators), flat {'<name>/<metric>': value}."""
+  out = {}
+  for name, every, fn, whole_state in evaluators:
+    if step % every == 0 or step == total_steps:
+      networks_ = state if whole_state else vnet_variables(state)
+      out.update({f'{name}/{k}': v for k, v in fn(config, workdir, networks_, step).items()})
+  return out
 
 
 def vnet_variables(state):
