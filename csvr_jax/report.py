@@ -326,9 +326,12 @@ def plot_per_class(runs, path, kind_order=('finetune', 'linear_probe')):
 
 
 def plot_table2(rs, path, title):
-  """Table II as a plot: each metric against the pretraining step (baseline dashed), one panel per metric."""
+  """Table II as a plot: each metric against the pretraining step (baseline dashed), one panel per metric.
+  Returns True if drawn (False: no metric has a value)."""
   steps, _ = table2_steps(rs)
   rows = [r for r in table2_rows(rs) if any(v is not None for v in r.values.values())]
+  if not rows:
+    return False
   plt = _pyplot()
   fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), dpi=100, squeeze=False, sharex=True)
   series = lambda values, scale: [np.nan if values.get(s) is None else scale * values[s] for s in steps]
@@ -345,6 +348,7 @@ def plot_table2(rs, path, title):
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+  return True
 
 
 # ------------------------------------------------------------------ report
@@ -371,9 +375,8 @@ def write_report(workdir):
   for (method, backbone), rs in sorted(table2_groups(runs).items()):
     title = f'{method} {BACKBONE_NAMES.get(backbone, backbone)}: pretext tasks and downstream (Table II)'
     lines += [f'## {title}', '', PRETEXT_INTRO, '', table2(rs), '']
-    if len(table2_steps(rs)[0]) >= 2:
-      png = f'pretext_vs_downstream_{_slug(method, backbone)}.png'
-      plot_table2(rs, os.path.join(workdir, png), title)
+    png = f'pretext_vs_downstream_{_slug(method, backbone)}.png'
+    if len(table2_steps(rs)[0]) >= 2 and plot_table2(rs, os.path.join(workdir, png), title):
       written.append(os.path.join(workdir, png))
       lines += [f'![{title}]({png})', '']
   path = os.path.join(workdir, REPORT_FILE)
