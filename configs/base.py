@@ -152,7 +152,14 @@ def get_config(arg=None):
   c.eval.linear_probe_l2 = 1e-4
   c.eval.method_name = ''          # row label in report.md; '' = from the export's meta ('Random init' if none)
   c.eval.knn_k = 1                 # neighbours of the kNN classifier (1 = nearest neighbour)
+  # Pretext metrics (Table II; csvr_jax/train/pretext.py) on held-out pretraining-style clips.
+  c.eval.pretext_batches = 8       # held-out batches of train.batch_size clips each (the same clips every time)
+  c.eval.pretext_split = ''        # split they come from; '' = data.eval_split
+  c.eval.pretext_seed = 0          # their windows and I-frame subsets, and the generators' noise
+  c.eval.pretext_classifier = ''   # Inception Score classifier: a finetune run folder (or a workdir holding one
+                                   # finetune run) trained from random init on this dataset; '' = no IS (absent)
   c.evals = ConfigDict()           # evaluators during pretraining: name -> dict(type=..., every_steps=...)
+  c.evals.pretext = ConfigDict(dict(type='pretext', every_steps=-1))  # -1: at every checkpoint; 0: never
 
   # ---------------------------------------------------------------- logging
   c.logging = ConfigDict()
@@ -180,4 +187,5 @@ def get_config(arg=None):
   c.demo.size = 128
   c.demo.context = 0.5             # P(scene = the class's own scene); otherwise random (data_prep.synth_actions)
   c.demo.processes = 2             # the three methods run in this many processes (capped at the CPU count)
+  c.demo.features = ('vnet', 'fi')  # downstream features evaluated for the methods that have them (demo.METHODS)
   return c

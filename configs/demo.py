@@ -68,6 +68,7 @@ def get_config(arg=None):
     c.finetune.batch_size = 4
     c.finetune.total_steps = 2
     c.data.num_eval_clips = 2
+    c.demo.features = ('vnet',)  # the pipeline check: the V-Network's features only
   elif 'research' in variants:
     # The research check (README): the full demo's shapes and data with an 18x longer schedule (1,080 steps,
     # ~58 epochs of the 150 training videos): the shortest of the measured schedules (60, 210, 540, 1,080 steps)

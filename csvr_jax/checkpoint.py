@@ -211,11 +211,15 @@ def branch_meta(config):
           'integration': dict(type=str(m.integration))}
 
 
-def write_export(export_dir, config, params, batch_stats, step, source):
+def write_export(export_dir, config, params, batch_stats, step, source, pretrain_workdir=None):
   """The export builder (--mode=export, the demo): a TrainState's `params` / `batch_stats` (network name ->
-  tree; restored numpy or live jax arrays) -> the V-Network and the branches under export_dir. Returns meta."""
+  tree; restored numpy or live jax arrays) -> the V-Network and the branches under export_dir. Returns meta.
+  pretrain_workdir: its results.json's pretext metrics (Table II) up to `step` travel along in meta."""
   take = lambda name: {'params': params[name], 'batch_stats': batch_stats.get(name, {})}  # no BN: no entry
   meta = {**export_meta(config, step, source), 'branches': branch_meta(config)}
+  if pretrain_workdir is not None:
+    from csvr_jax import report  # pylint: disable=g-import-not-at-top
+    meta.update(report.pretext_meta(pretrain_workdir, step))
   save_backbone_export(export_dir, take('vnet'), meta, {name: take(name) for name in BRANCH_NETWORKS})
   return meta
 
@@ -231,7 +235,7 @@ def export_mode(config, workdir):
   export_dir = os.path.join(workdir, 'export')
   if jax.process_index() == 0:
     meta = write_export(export_dir, config, state['params'], state['batch_stats'], step,
-                        checkpoint_source(workdir, step))
+                        checkpoint_source(workdir, step), workdir)
     print(f'exported V-Network {meta["arch"]} and {", ".join(BRANCH_NETWORKS)} (step {step}) to '
           f'{os.path.abspath(export_dir)}')
   return export_dir

@@ -3,10 +3,11 @@
 1. SynthActions: generated and built into a TFDS dataset under `config.demo.data_dir` on first use (cached:
    the next run reuses it).
 2. Pretraining with the same budget (`config.train.stages`) for full CSVR and for the context-matching branch
-   alone (the paper's Table I ablation), each in workdir/pretrain_<method>/, then exported.
+   alone (the paper's Table I ablation), each in workdir/pretrain_<method>/, then exported (csvr_jax/experiment.py).
 3. For CSVR, context-only and random initialisation (the paper's "from scratch", exported to
    workdir/random_init/export like the pretrained backbones): linear probe, retrieval (R@k, kNN) and a short
-   finetune, each in workdir/eval_<method>/.
+   finetune, each in workdir/eval_<method>[_<features>]/, with the V-Network's features and, for the methods
+   that have them, the paper's f_i (config.demo.features).
 4. All runs merged into workdir/results.json; workdir/report.md with the table and plots.
 
 Every stage resumes: a rerun with the same workdir skips finished pretraining (its checkpoint is complete) and
@@ -14,19 +15,15 @@ evaluations whose results are recorded.
 """
 import os
 
-from csvr_jax import checkpoint
+from csvr_jax import experiment
 from csvr_jax import report
 
-# method -> the loss branches its pretraining uses (None: no pretraining, random initialisation).
+# (method, the loss branches its pretraining uses (none: random initialisation), downstream features it has).
 METHODS = (
-    ('CSVR', ('pose', 'context', 'video')),
-    ('Context only', ('context',)),
-    ('Random init', None),
+    ('CSVR', ('pose', 'context', 'video'), ('vnet', 'fi')),
+    ('Context only', ('context',), ('vnet',)),
+    ('Random init', (), ('vnet', 'fi')),
 )
-
-
-def _slug(method):
-  return method.lower().replace(' ', '_')
 
 
 def dataset_dir(config):
@@ -40,70 +37,6 @@ def dataset_dir(config):
                                           short_side=config.data.short_side)
 
 
-def pretrain_config(config, branches):
-  """The demo config restricted to `branches`; schedule.resolve_stages keeps the step budget (a stage left
-  without a loss gives its steps to the last remaining one; equal consecutive stages merge)."""
-  c = config.copy_and_resolve_references()
-  c.loss.branches = tuple(branches)
-  return c
-
-
-def pretrain_and_export(config, workdir):
-  """Pretrains (resuming if interrupted) and exports the final V-Network and branches; returns the export dir.
-
-  The export is written from the final state in memory by `--mode=export`'s builder (checkpoint.write_export):
-  the same arrays it would read back from the final checkpoint (which pretraining has just written), without
-  restoring the whole TrainState."""
-  from csvr_jax.train import pretrain  # deferred: imports the whole training stack
-  export_dir = os.path.join(workdir, 'export')
-  if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
-    state, _ = pretrain.run(config, workdir)
-    step = int(state.step)
-    checkpoint.write_export(export_dir, config, state.params, state.batch_stats, step,
-                            checkpoint.checkpoint_source(workdir, step))
-    print(f'demo: exported V-Network {config.model.vnet} and branches (step {step}) to {os.path.abspath(export_dir)}')
-  return export_dir
-
-
-def random_init_export(config, workdir):
-  """The "from scratch" networks (backbone_init's random initialisation, seed config.seed: the V-Network, the pose
-  generator and the integration layer) written as an export like the pretrained ones: the three methods then
-  feed identical programs (the export stores every array as float32, the freshly initialised BatchNorm counter
-  is int32), so the evaluations compile once for all, whichever config.finetune.features they use."""
-  from csvr_jax.train import backbone_init  # deferred with the training stack
-  export_dir = os.path.join(workdir, 'export')
-  if not os.path.exists(os.path.join(export_dir, checkpoint.META_FILE)):
-    c = config.copy_and_resolve_references()
-    c.checkpoint.init_from = ''
-    vnet, variables, _ = backbone_init.load_backbone(c)
-    networks = {'vnet': variables, **backbone_init.random_branch_variables(c, checkpoint.branch_meta(c), vnet)}
-    checkpoint.write_export(export_dir, c, {n: v['params'] for n, v in networks.items()},
-                            {n: v['batch_stats'] for n, v in networks.items()}, None,
-                            f'random initialisation, seed {c.seed}')
-  return export_dir
-
-
-def evaluate_method(config, method, init_from, workdir):
-  """Linear probe, retrieval and a short finetune of one backbone init; results in workdir/results.json."""
-  from csvr_jax.train import evaluate, finetune  # deferred with the training stack
-  c = config.copy_and_resolve_references()
-  c.checkpoint.init_from = init_from
-  c.eval.method_name = method
-  done = {k for r in report.load_results(workdir)['runs'] for k in r['metrics']}
-  if not {'linear_probe/top1', 'retrieval/R@1'} <= done:
-    evaluate.frozen_modes(c, workdir, write_report=False)  # merge_results writes the report
-  if 'finetune/top1' not in done:
-    finetune.run(c, workdir)
-
-
-def merge_results(workdir, eval_dirs):
-  """Copies every run of the per-method eval workdirs into workdir/results.json and writes the report."""
-  for d in eval_dirs:
-    for r in report.load_results(d)['runs']:
-      report.update_results(workdir, r, r['metrics'], r['per_class_accuracy'])
-  return report.write_report(workdir)
-
-
 def enable_compilation_cache(cache_dir):
   """XLA compilations dominate a CPU demo; the three methods share shapes (and a rerun shares everything), so a
   persistent cache turns repeated compilations into disk reads."""
@@ -113,18 +46,23 @@ def enable_compilation_cache(cache_dir):
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+def features_of(config, method):
+  """The downstream features the demo evaluates `method` with: its own, among config.demo.features."""
+  _, _, features = next(m for m in METHODS if m[0] == method)
+  return tuple(f for f in features if f in config.demo.features)
+
+
 def run_method(config, method, workdir):
   """One method end to end (pretraining and export unless random init, then its evaluations); returns its
-  eval workdir."""
-  branches = dict(METHODS)[method]
-  if branches is None:
-    init_from = random_init_export(config, os.path.join(workdir, _slug(method)))
-  else:
-    init_from = pretrain_and_export(pretrain_config(config, branches),
-                                    os.path.join(workdir, f'pretrain_{_slug(method)}'))
-  eval_dir = os.path.join(workdir, f'eval_{_slug(method)}')
-  evaluate_method(config, method, init_from, eval_dir)
-  return eval_dir
+  eval workdirs."""
+  _, branches, _ = next(m for m in METHODS if m[0] == method)
+  return experiment.run_method(config, workdir, method, branches, features_of(config, method))
+
+
+def eval_dirs(config, workdir):
+  """Every eval workdir of the demo's methods (as experiment.run_method names them)."""
+  return [os.path.join(workdir, '_'.join(p for p in ('eval', experiment.slug(m), f if f != 'vnet' else '') if p))
+          for m, _, _ in METHODS for f in features_of(config, m)]
 
 
 def process_groups(processes):
@@ -132,8 +70,8 @@ def process_groups(processes):
   cheapest first in its process (random init: its evaluations compile the programs every method shares)."""
   n = max(1, min(processes, len(METHODS), os.cpu_count() or 1))
   if n == 1:
-    return [[m for m, _ in METHODS]]
-  rest = [m for m, b in METHODS if b is None] + [m for m, b in METHODS[1:] if b is not None]
+    return [[m for m, _, _ in METHODS]]
+  rest = [m for m, b, _ in METHODS if not b] + [m for m, b, _ in METHODS[1:] if b]
   return [[METHODS[0][0]]] + [rest[i::n - 1] for i in range(n - 1)]
 
 
@@ -169,5 +107,5 @@ def run(config, workdir):
     p.join()
     if p.exitcode != 0:
       raise RuntimeError(f'demo: the process of {", ".join(g)} failed (exit code {p.exitcode}; its error is above)')
-  written = merge_results(workdir, [os.path.join(workdir, f'eval_{_slug(m)}') for m, _ in METHODS])
+  written = experiment.merge_results(workdir, eval_dirs(config, workdir))
   print(f'demo: report {os.path.join(workdir, report.REPORT_FILE)} ({len(written)} plots)')

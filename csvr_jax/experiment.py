@@ -8,8 +8,9 @@ paper's "from scratch") and the downstream features it is evaluated with (`finet
 Downstream datasets (`config.experiment.downstream`): name -> overrides of the finetuning keys (dataset_dir,
 num_classes, lr_per_sample, weight_decay); empty = the pretraining dataset with config.finetune as it is.
 
-Workdir layout: pretrain/ (checkpoints and export/, or random_init/export/), eval_<dataset>_<features>/ (one
-results.json per downstream run), and results.json / report.md merging them.
+Workdir layout: pretrain_<method>/ (checkpoints and export/; a random initialisation: <method>/export/),
+eval_<method>[_<dataset>][_<features>]/ (one results.json per downstream run), and results.json / report.md
+merging them.
 """
 import os
 
@@ -43,7 +44,7 @@ def pretrain_and_export(config, workdir):
     state, _ = pretrain.run(config, workdir)
     step = int(state.step)
     checkpoint.write_export(export_dir, config, state.params, state.batch_stats, step,
-                            checkpoint.checkpoint_source(workdir, step))
+                            checkpoint.checkpoint_source(workdir, step), workdir)
     print(f'experiment: exported {config.model.vnet} and branches (step {step}) to {os.path.abspath(export_dir)}')
   return export_dir
 
@@ -66,11 +67,17 @@ def random_init_export(config, workdir):
   return export_dir
 
 
-def initial_export(config, workdir, branches):
-  """The export a method's evaluations start from: pretrained on `branches`, or random init when empty."""
+def slug(method):
+  """'Context only' -> 'context_only' (folder names)."""
+  return ''.join(ch if ch.isalnum() else '_' for ch in method.lower()).strip('_')
+
+
+def initial_export(config, workdir, method, branches):
+  """The export a method's evaluations start from: pretrained on `branches` in workdir/pretrain_<method>/, or the
+  random initialisation in workdir/<method>/ when `branches` is empty."""
   if not branches:
-    return random_init_export(config, os.path.join(workdir, 'random_init'))
-  return pretrain_and_export(method_config(config, branches), os.path.join(workdir, 'pretrain'))
+    return random_init_export(config, os.path.join(workdir, slug(method)))
+  return pretrain_and_export(method_config(config, branches), os.path.join(workdir, f'pretrain_{slug(method)}'))
 
 
 def downstream_config(config, init_from, method, features, overrides=None):
@@ -109,13 +116,15 @@ def evaluate(config, workdir, evaluations=EVALUATIONS):
 def run_method(config, workdir, method, branches, features, evaluations=EVALUATIONS, downstream=None):
   """Pretrains (or initialises) once, then evaluates every feature on every downstream dataset.
 
-  Returns the eval workdirs (one per dataset and feature), each with its own results.json."""
-  init_from = initial_export(config, workdir, branches)
+  Returns the eval workdirs workdir/eval_<method>[_<dataset>][_<features>] (the V-Network's features unnamed),
+  each with its own results.json."""
+  init_from = initial_export(config, workdir, method, branches)
   eval_dirs = []
   for name, overrides in (downstream or {'': {}}).items():
-    for features in features_list(features):
-      eval_dir = os.path.join(workdir, '_'.join(p for p in ('eval', name, features) if p))
-      evaluate(downstream_config(config, init_from, method, features, overrides), eval_dir, evaluations)
+    for f in features_list(features):
+      eval_dir = os.path.join(workdir, '_'.join(p for p in ('eval', slug(method), name, f if f != 'vnet' else '')
+                                                if p))
+      evaluate(downstream_config(config, init_from, method, f, overrides), eval_dir, evaluations)
       eval_dirs.append(eval_dir)
   return eval_dirs
 

@@ -5,16 +5,24 @@ results.json in a workdir: {'runs': [run, ...]}, one run per (method, downstream
    'init_from',
    'metrics': {'finetune/top1', 'finetune/top5', 'linear_probe/top1', 'knn/top1', 'retrieval/R@k', ...},
    'per_class_accuracy': {'finetune': {class_name: acc}, 'linear_probe': {...}},
-   'pretext': {'context/top1': ..., 'pose/mse': ...}}
+   'pretext': {'<step>': {'context/top1': ..., 'context/chance': ..., 'pose/mse_x100': ..., 'epoch': ...}},
+   'pretext_notes': {'video_rec/inception_score': 'absent: why', ...}}
 All accuracies are fractions; report.md prints percentages. Each mode calls `update_results` with what it
-measured (keys merge into the run), then `write_report`, which rewrites report.md and the PNGs:
+measured (keys merge into the run; 'pretext' per step), then `write_report`, which rewrites report.md and the PNGs.
+'pretext' holds the pretext metrics of csvr_jax/train/pretext.py at every evaluated pretraining step: the
+pretraining workdir records them in a run of its own (`pretraining_run`: no downstream metrics, init_from ''), and
+an export of step s carries those up to s (`pretext_meta`, meta.json 'pretext'), which `describe_run` copies into
+every downstream run of that export (so a merged results.json keeps them beside the downstream numbers).
   per_class_<dataset>.png           per-class accuracy bars, one bar per run (the paper's Figure 4)
-  pretext_vs_downstream_<...>.png   metrics against pretraining epoch (or step) when one method on one dataset
-                                    has results from several pretraining checkpoints (the paper's Table II)
+  pretext_vs_downstream_<...>.png   Table II as a plot: pretext metrics (with their baselines) and downstream
+                                    accuracy against the pretraining step, when there are >= 2 steps
+Table II (report.md) groups runs by (method, backbone): one row per pretext metric with its trivial baseline,
+then the downstream metrics per dataset, one column per pretraining step (epoch in brackets when known).
 
 `python -m csvr_jax.report --workdir=DIR` regenerates the report from DIR/results.json.
 """
 import argparse
+import collections
 import json
 import math
 import os
@@ -32,8 +40,21 @@ BACKBONE_NAMES = {'c3d': 'C3D', 'r3d_18': 'R3D-18', 'r2plus1d_18': 'R(2+1)D-18',
 # Columns after the description, in order: (metric key, header).
 METRIC_COLUMNS = (('finetune/top1', 'Top-1'), ('finetune/top5', 'Top-5'),
                   ('linear_probe/top1', 'Linear probe'), ('knn/top1', 'kNN top-1'))
-# Series of the pretext-vs-downstream plot, downstream first; pretext metrics follow as found.
+# Downstream rows of Table II (percentages), in order.
 CURVE_DOWNSTREAM = ('finetune/top1', 'linear_probe/top1', 'knn/top1', 'retrieval/R@1')
+# Table II's pretext rows: (metric, its trivial baseline or reference, row label, baseline label, as percent).
+PRETEXT_ROWS = (
+    ('context/top1', 'context/chance', 'Context matching top-1 (%)', 'chance, 1/batch', True),
+    ('pose/mse_x100', 'pose/repeat_last_mse_x100', 'Pose prediction MSE ×100', 'last observed pose repeated', False),
+    ('video_rec/psnr', 'video_rec/copy_last_psnr', 'Reconstruction PSNR (dB)', 'last frame repeated', False),
+    ('video_pred/psnr', 'video_pred/copy_last_psnr', 'Prediction PSNR (dB)', 'last frame repeated', False),
+    ('video_rec/inception_score', 'video_rec/real_inception_score', 'Reconstruction Inception Score', 'real clips',
+     False),
+    ('video_pred/inception_score', 'video_pred/real_inception_score', 'Prediction Inception Score',
+     'real future clips', False),
+)
+PRETEXT_STEP_INFO = ('epoch',)  # entries of a step's pretext dict that describe the step, not a metric
+ALL_BRANCHES = ('pose', 'context', 'video')
 
 
 def dataset_name(dataset_dir):
@@ -49,9 +70,9 @@ def dataset_name(dataset_dir):
 def describe_run(config, meta):
   """The description part of a run from the config and the backbone export's meta (None: random init).
 
-  meta's optional keys 'dataset' (pretraining data), 'epochs' and 'pretext' (dict of pretext metrics at
-  export time) are used when the export carries them. The method names the features when they are not the
-  V-Network's (config.finetune.features 'fi' -> "CSVR (f_i)", 'fd' -> "CSVR (f_d)").
+  meta's optional keys 'dataset' (pretraining data), 'epochs', 'pretext' (the pretext metrics up to the
+  exported step, keyed by step) and 'pretext_notes' are used when the export carries them. The method names the
+  features when they are not the V-Network's (config.finetune.features 'fi' -> "CSVR (f_i)", 'fd' -> "(f_d)").
   """
   dataset = dataset_name(config.data.dataset_dir)
   if meta is None:
@@ -66,7 +87,37 @@ def describe_run(config, meta):
   return {'method': method, 'backbone': backbone, 'pretrain_data': pretrain_data, 'epochs': epochs,
           'pretrain_step': step, 'resolution': int(config.data.crop_size), 'clip_len': int(config.data.clip_len),
           'dataset': dataset, 'init_from': config.checkpoint.init_from,
-          'pretext': dict(meta.get('pretext', {})) if meta else {}}
+          'pretext': dict(meta.get('pretext', {})) if meta else {},
+          'pretext_notes': dict(meta.get('pretext_notes', {})) if meta else {}}
+
+
+def branches_label(branches):
+  """A pretraining run's default method name: 'CSVR', or the branches it trains ('CSVR (context)')."""
+  if set(branches) == set(ALL_BRANCHES):
+    return 'CSVR'
+  return f'CSVR ({" + ".join(branches)})'
+
+
+def pretraining_run(config):
+  """The run a pretraining workdir records its pretext metrics in: method config.eval.method_name (or from
+  config.loss.branches), no downstream metrics, init_from '' and pretrain_step None (its steps key 'pretext')."""
+  data = dataset_name(config.data.dataset_dir)
+  return {'method': config.eval.method_name or branches_label(config.loss.branches), 'backbone': config.model.vnet,
+          'pretrain_data': data, 'epochs': None, 'pretrain_step': None, 'resolution': int(config.data.crop_size),
+          'clip_len': int(config.data.clip_len), 'dataset': data, 'init_from': '', 'pretext': {},
+          'pretext_notes': {}}
+
+
+def pretext_meta(workdir, step):
+  """{'pretext': metrics of the steps <= `step`, 'pretext_notes': ...} recorded in workdir/results.json, for the
+  meta.json of an export of step `step` ({} when nothing was recorded)."""
+  pretext, notes = {}, {}
+  for r in load_results(workdir)['runs']:
+    for s, values in r.get('pretext', {}).items():
+      if int(s) <= step:
+        pretext.setdefault(s, {}).update(values)
+    notes.update(r.get('pretext_notes', {}))
+  return {'pretext': pretext, 'pretext_notes': notes} if pretext else {}
 
 
 def _to_json(x):
@@ -97,18 +148,21 @@ def update_results(workdir, run, metrics=None, per_class=None):
   """Merges one evaluation into workdir/results.json and returns the merged run.
 
   Args:
-    run: description from `describe_run` (IDENTITY_KEYS pick the run to merge into).
+    run: description from `describe_run` or `pretraining_run` (IDENTITY_KEYS pick the run to merge into); its
+      'pretext' ({step: {metric: value}}) and 'pretext_notes' merge too.
     metrics: flat {'finetune/top1': 0.9, ...}.
     per_class: {'finetune' | 'linear_probe': {class_name: accuracy}}.
   """
   results = load_results(workdir)
   key = tuple(run.get(k) for k in IDENTITY_KEYS)
   match = [r for r in results['runs'] if tuple(r.get(k) for k in IDENTITY_KEYS) == key]
-  entry = match[0] if match else {'metrics': {}, 'per_class_accuracy': {}, 'pretext': {}}
+  entry = match[0] if match else {'metrics': {}, 'per_class_accuracy': {}, 'pretext': {}, 'pretext_notes': {}}
   if not match:
     results['runs'].append(entry)
   entry.update({k: run[k] for k in DESCRIPTION_KEYS})
-  entry['pretext'].update(run.get('pretext', {}))
+  for step, values in run.get('pretext', {}).items():
+    entry['pretext'].setdefault(str(step), {}).update(values)
+  entry.setdefault('pretext_notes', {}).update(run.get('pretext_notes', {}))
   entry['metrics'].update(metrics or {})
   entry['per_class_accuracy'].update(per_class or {})
   os.makedirs(workdir, exist_ok=True)
@@ -151,36 +205,88 @@ def _slug(*parts):
   return re.sub(r'[^A-Za-z0-9]+', '_', '_'.join(str(p) for p in parts)).strip('_').lower()
 
 
-def _curve_groups(runs):
-  """(method, backbone, dataset) -> runs sorted by pretraining progress, when >= 2 checkpoints exist."""
+# ------------------------------------------------------------------ Table II
+
+Row = collections.namedtuple('Row', 'label baseline_label percent values baselines downstream')
+
+PRETEXT_INTRO = ('Pretext metrics on held-out pretraining-style clips of the pretraining data (the same clips at '
+                 'every step; csvr_jax/train/pretext.py), each beside its trivial baseline or reference; downstream '
+                 'accuracies (%) at the steps that were exported and evaluated. Columns: pretraining step (epoch).')
+
+
+def table2_groups(runs):
+  """(method, backbone) -> its runs, for every pair with pretext metrics or downstream results at >= 2
+  pretraining steps (the paper's Table II)."""
   groups = {}
   for r in runs:
-    if r['pretrain_step'] is not None or r['epochs'] is not None:
-      groups.setdefault((r['method'], r['backbone'], r['dataset']), []).append(r)
-  out = {}
-  for key, rs in groups.items():
-    use_epochs = all(r['epochs'] is not None for r in rs)
-    x_of = (lambda r: r['epochs']) if use_epochs else (lambda r: r['pretrain_step'])
-    if len({x_of(r) for r in rs}) >= 2 and all(x_of(r) is not None for r in rs):
-      out[key] = ('Pretraining epoch' if use_epochs else 'Pretraining step', sorted(rs, key=x_of), x_of)
-  return out
+    if r['pretext'] or r['pretrain_step'] is not None:
+      groups.setdefault((r['method'], r['backbone']), []).append(r)
+  return {k: rs for k, rs in groups.items() if any(r['pretext'] for r in rs) or len(table2_steps(rs)[0]) >= 2}
 
 
-def _curve_series(rs):
-  series = [m for m in CURVE_DOWNSTREAM if any(r['metrics'].get(m) is not None for r in rs)]
-  series += sorted({p for r in rs for p in r['pretext'] if r['pretext'][p] is not None})
-  return series
+def table2_steps(rs):
+  """Sorted pretraining steps with pretext metrics or downstream results, and {step: epoch or None}."""
+  epochs = {}
+  for r in rs:
+    for s, values in r['pretext'].items():
+      if epochs.get(int(s)) is None:
+        epochs[int(s)] = values.get('epoch')
+    if r['pretrain_step'] is not None and epochs.get(int(r['pretrain_step'])) is None:
+      epochs[int(r['pretrain_step'])] = r['epochs']
+  return sorted(epochs), epochs
 
 
-def curve_table(x_label, rs, x_of):
-  """Table II layout: one row per metric, one column per pretraining checkpoint."""
-  head = ['Task (evaluation)'] + [str(x_of(r)) for r in rs]
-  lines = [f'| {x_label}: ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  for m in _curve_series(rs):
-    is_downstream = m in CURVE_DOWNSTREAM
-    vals = [r['metrics'].get(m) if is_downstream else r['pretext'].get(m) for r in rs]
-    cells = [_pct(v) if is_downstream else ('-' if v is None else f'{v:.4g}') for v in vals]
-    lines.append(f'| {m} | ' + ' | '.join(cells) + ' |')
+def _first(values):
+  return next((v for v in values if v is not None), None)
+
+
+def table2_rows(rs):
+  """Rows of a Table II group: PRETEXT_ROWS present in the runs, any other pretext metric, then the downstream
+  metrics (CURVE_DOWNSTREAM) per dataset. values / baselines: {step: value or None}."""
+  steps, _ = table2_steps(rs)
+  at = lambda key: {s: _first(r['pretext'].get(str(s), {}).get(key) for r in rs) for s in steps}
+  keys = {k for r in rs for values in r['pretext'].values() for k in values}
+  rows, known = [], set(PRETEXT_STEP_INFO)
+  for metric, baseline, label, baseline_label, percent in PRETEXT_ROWS:
+    known |= {metric, baseline}
+    if metric in keys:
+      rows.append(Row(label, baseline_label, percent, at(metric), at(baseline), False))
+  rows += [Row(m, '', False, at(m), {}, False) for m in sorted(keys - known)]
+  for dataset in sorted({r['dataset'] for r in rs if r['metrics']}):
+    for metric in CURVE_DOWNSTREAM:
+      values = {s: _first(r['metrics'].get(metric) for r in rs if r['pretrain_step'] == s and r['dataset'] == dataset)
+                for s in steps}
+      if any(v is not None for v in values.values()):
+        rows.append(Row(f'{metric} (%), {dataset}', '', True, values, {}, True))
+  return rows
+
+
+def _num(x):
+  return '-' if x is None else f'{x:.4g}'
+
+
+def _step_header(step, epoch):
+  return str(step) if epoch is None else f'{step} ({float(epoch):.3g})'
+
+
+def table2(rs):
+  """Table II layout: one row per metric with its baseline (the latest step's), one column per step; the
+  reasons for absent metrics below."""
+  steps, epochs = table2_steps(rs)
+  head = ['Pretraining step (epoch)', 'Baseline'] + [_step_header(s, epochs[s]) for s in steps]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for row in table2_rows(rs):
+    fmt = _pct if row.percent else _num
+    latest = _first(row.baselines.get(s) for s in reversed(steps))
+    base = '' if not row.baseline_label else f'{fmt(latest)} ({row.baseline_label})'
+    lines.append(f'| {row.label} | {base} | ' + ' | '.join(fmt(row.values[s]) for s in steps) + ' |')
+  reasons = {}
+  for r in rs:
+    for metric, reason in r.get('pretext_notes', {}).items():
+      reasons.setdefault(reason, set()).add(metric)
+  if reasons:
+    lines.append('')
+  lines += [f'* {", ".join(sorted(metrics))}: {reason}' for reason, metrics in sorted(reasons.items())]
   return '\n'.join(lines)
 
 
@@ -223,25 +329,30 @@ def plot_per_class(runs, path, kind_order=('finetune', 'linear_probe')):
   return True
 
 
-def plot_curve(x_label, rs, x_of, path, title):
-  """Each metric against pretraining progress, one panel per metric (the paper's Table II as a plot)."""
-  series = _curve_series(rs)
+def plot_table2(rs, path, title):
+  """Table II as a plot: each metric against the pretraining step (baseline dashed), one panel per metric.
+  Returns True if drawn (False: no metric has a value)."""
+  steps, _ = table2_steps(rs)
+  rows = [r for r in table2_rows(rs) if any(v is not None for v in r.values.values())]
+  if not rows:
+    return False
   plt = _pyplot()
-  fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 3.2), dpi=100, squeeze=False,
-                           sharex=True)
-  xs = [x_of(r) for r in rs]
-  for ax, m in zip(axes[0], series):
-    is_downstream = m in CURVE_DOWNSTREAM
-    ys = [(r['metrics'].get(m) if is_downstream else r['pretext'].get(m)) for r in rs]
-    ys = [np.nan if y is None else (100 * y if is_downstream else y) for y in ys]
-    ax.plot(xs, ys, 'o-', color='tab:red' if is_downstream else 'tab:blue')
-    ax.set_xlabel(x_label)
-    ax.set_title(m + (' (%)' if is_downstream else ''), fontsize=9)
+  fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), dpi=100, squeeze=False, sharex=True)
+  series = lambda values, scale: [np.nan if values.get(s) is None else scale * values[s] for s in steps]
+  for ax, row in zip(axes[0], rows):
+    scale = 100 if row.percent else 1
+    ax.plot(steps, series(row.values, scale), 'o-', color='tab:red' if row.downstream else 'tab:blue')
+    if any(v is not None for v in row.baselines.values()):
+      ax.plot(steps, series(row.baselines, scale), '--', color='grey', label=row.baseline_label)
+      ax.legend(fontsize=7)
+    ax.set_xlabel('Pretraining step')
+    ax.set_title(row.label, fontsize=9)
     ax.grid(alpha=0.3)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+  return True
 
 
 # ------------------------------------------------------------------ report
@@ -257,19 +368,21 @@ def write_report(workdir):
            'shares the class. Action recognition (Top-1/Top-5): softmax averaged over the clips. Linear probe: '
            'logistic regression on the frozen averaged features. kNN top-1: label of the nearest training video.',
            '']
-  for dataset in sorted({r['dataset'] for r in runs}):
-    ds_runs = [r for r in runs if r['dataset'] == dataset]
+  downstream = [r for r in runs if r['metrics']]  # a pretraining run's own entry has pretext metrics only
+  for dataset in sorted({r['dataset'] for r in downstream}):
+    ds_runs = [r for r in downstream if r['dataset'] == dataset]
     lines += [f'## {dataset}', '', results_table(ds_runs), '']
     png = f'per_class_{_slug(dataset)}.png'
     if plot_per_class(ds_runs, os.path.join(workdir, png)):
       written.append(os.path.join(workdir, png))
       lines += [f'![Per-class accuracy on {dataset}]({png})', '']
-  for (method, backbone, dataset), (x_label, rs, x_of) in sorted(_curve_groups(runs).items()):
-    png = f'pretext_vs_downstream_{_slug(method, backbone, dataset)}.png'
-    title = f'{method} {BACKBONE_NAMES.get(backbone, backbone)} on {dataset}: pretext vs downstream'
-    plot_curve(x_label, rs, x_of, os.path.join(workdir, png), title)
-    written.append(os.path.join(workdir, png))
-    lines += [f'## {title}', '', curve_table(x_label, rs, x_of), '', f'![{title}]({png})', '']
+  for (method, backbone), rs in sorted(table2_groups(runs).items()):
+    title = f'{method} {BACKBONE_NAMES.get(backbone, backbone)}: pretext tasks and downstream (Table II)'
+    lines += [f'## {title}', '', PRETEXT_INTRO, '', table2(rs), '']
+    png = f'pretext_vs_downstream_{_slug(method, backbone)}.png'
+    if len(table2_steps(rs)[0]) >= 2 and plot_table2(rs, os.path.join(workdir, png), title):
+      written.append(os.path.join(workdir, png))
+      lines += [f'![{title}]({png})', '']
   path = os.path.join(workdir, REPORT_FILE)
   with open(path, 'w') as f:
     f.write('\n'.join(lines))

@@ -12,25 +12,26 @@ import pytest
 
 from configs import demo as demo_config
 from csvr_jax import demo
+from csvr_jax import experiment
 from csvr_jax.train import schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'launch', 'colab_quickstart.ipynb')
-METHODS = [m for m, _ in demo.METHODS]
+METHODS = [m for m, _, _ in demo.METHODS]
 
 
 def test_pretrain_config_gives_every_method_the_same_budget():
   config = demo_config.get_config()
   total = sum(s.steps for s in config.train.stages)
   assert [s.name for s in config.train.stages] == ['pose', 'context', 'video_warmup', 'joint']
-  for _, branches in demo.METHODS:
-    if branches is None:
+  for _, branches, _ in demo.METHODS:
+    if not branches:
       continue
-    c = demo.pretrain_config(config, branches)
+    c = experiment.method_config(config, branches)
     stages = schedule.resolve_stages(c, c.train.total_steps)
     assert stages[-1].end == total == config.train.total_steps
     assert all(set(s.losses) <= set(branches) for s in stages)
-  c = demo.pretrain_config(config, ('context',))
+  c = experiment.method_config(config, ('context',))
   context_only = schedule.resolve_stages(c, c.train.total_steps)
   assert [(s.name, s.start, s.end) for s in context_only] == [('context', 0, total)]
 

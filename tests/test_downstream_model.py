@@ -83,7 +83,7 @@ def test_old_export_serves_vnet_and_says_how_to_reexport_for_fi(pretrained, tmp_
 
 
 def test_random_init_initialises_every_part_like_its_export(tmp_path):
-  from csvr_jax import demo
+  from csvr_jax import experiment
   c = pf.tiny_config()
   c.finetune.features = 'fi'
   model, fresh, meta = backbone_init.load_downstream(c)
@@ -92,7 +92,7 @@ def test_random_init_initialises_every_part_like_its_export(tmp_path):
   vnet_only.finetune.features = 'vnet'
   _, vnet_fresh, _ = backbone_init.load_downstream(vnet_only)  # the V-Network part does not depend on features
   jax.tree.map(np.testing.assert_array_equal, vnet_fresh['params']['vnet'], fresh['params']['vnet'])
-  c.checkpoint.init_from = demo.random_init_export(c, str(tmp_path))  # the demo's "from scratch" export
+  c.checkpoint.init_from = experiment.random_init_export(c, str(tmp_path))  # the demo's "from scratch" export
   _, exported, _ = backbone_init.load_downstream(c)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a, np.float32), b), fresh, exported)
   out = model.apply(exported, *_inputs(c), train=False)['pooled']

@@ -15,11 +15,19 @@ def _run(method, step, epochs=None, init_from='x', dataset='ucf101'):
           'pretext': {}}
 
 
+def _pretext(i):
+  return {'context/top1': 0.3 + 0.1 * i, 'context/chance': 0.0625, 'pose/mse_x100': 0.3 / (i + 1),
+          'pose/repeat_last_mse_x100': 0.5, 'pose/other': 1.5, 'video_rec/inception_score': None,
+          'video_rec/real_inception_score': None}
+
+
 def _fill(workdir):
   classes = [f'class_{i}' for i in range(7)]
   for i, epoch in enumerate((1, 5, 10)):
     run = _run('CSVR', step=100 * epoch, epochs=epoch, init_from=f'runs/ep{epoch}')
-    run['pretext'] = {'context/top1': 0.3 + 0.1 * i, 'pose/mse': 0.3 / (i + 1)}
+    # An export of step s carries the pretext metrics of the steps <= s (here only its own step).
+    run['pretext'] = {str(100 * epoch): _pretext(i)}
+    run['pretext_notes'] = {'video_rec/inception_score': 'absent: no IS classifier'}
     report.update_results(workdir, run, {'finetune/top1': 0.6 + 0.1 * i, 'finetune/top5': 0.9})
   run = _run('CSVR', step=1000, epochs=10, init_from='runs/ep10')
   report.update_results(workdir, run, {'retrieval/R@1': 0.5, 'retrieval/R@5': 0.7},
@@ -44,7 +52,13 @@ def test_results_merge_by_identity(tmp_path):
   assert len(runs) == 4  # three CSVR checkpoints + random init; the second ep10 call merged
   ep10 = [r for r in runs if r['init_from'] == 'runs/ep10'][0]
   assert ep10['metrics']['finetune/top1'] == 0.8 and ep10['metrics']['retrieval/R@1'] == 0.5
-  assert ep10['pretext']['context/top1'] == 0.5  # kept from the first call
+  assert ep10['pretext']['1000']['context/top1'] == 0.5  # kept from the first call
+  # 'pretext' merges per step: new steps are added, a step's metrics update.
+  run = dict(_run('CSVR', step=1000, epochs=10, init_from='runs/ep10'), pretext={'1000': {'pose/other': 2.0},
+                                                                               '1200': {'pose/other': 3.0}})
+  ep10 = report.update_results(workdir, run)
+  assert ep10['pretext']['1000']['context/top1'] == 0.5 and ep10['pretext']['1000']['pose/other'] == 2.0
+  assert ep10['pretext']['1200'] == {'pose/other': 3.0}
   scratch = [r for r in runs if r['method'] == 'Random init'][0]
   assert scratch['metrics']['linear_probe/top1'] is None  # NaN stored as JSON null
   json.load(open(os.path.join(workdir, 'results.json')))
@@ -59,13 +73,16 @@ def test_write_report_table_and_pngs(tmp_path):
           'R@1 | R@5 |') in md
   assert '| CSVR | R3D-18 | UCF101 | 10 | 112×112 | 16 | 80.0 | 90.0 | 50.0 | 70.0 |' in md
   assert '| Random init | R3D-18 | UCF101 | - | 112×112 | 16 | 40.0 | - | - | - |' in md
-  # Table II layout: metrics as rows, pretraining epochs as columns.
-  assert '| Pretraining epoch: Task (evaluation) | 1 | 5 | 10 |' in md
-  assert '| finetune/top1 | 60.0 | 70.0 | 80.0 |' in md
-  assert '| pose/mse | 0.3 | 0.15 | 0.1 |' in md
+  # Table II layout: metrics as rows with their baseline, pretraining steps (epochs) as columns.
+  assert '| Pretraining step (epoch) | Baseline | 100 (1) | 500 (5) | 1000 (10) |' in md
+  assert '| Context matching top-1 (%) | 6.2 (chance, 1/batch) | 30.0 | 40.0 | 50.0 |' in md
+  assert '| Pose prediction MSE ×100 | 0.5 (last observed pose repeated) | 0.3 | 0.15 | 0.1 |' in md
+  assert '| Reconstruction Inception Score | - (real clips) | - | - | - |' in md
+  assert '| pose/other |  | 1.5 | 1.5 | 1.5 |' in md  # a metric without a known baseline
+  assert '| finetune/top1 (%), ucf101 |  | 60.0 | 70.0 | 80.0 |' in md
+  assert '* video_rec/inception_score: absent: no IS classifier' in md
   pngs = [p for p in paths if p.endswith('.png')]
-  assert sorted(os.path.basename(p) for p in pngs) == ['per_class_ucf101.png',
-                                                       'pretext_vs_downstream_csvr_r3d_18_ucf101.png']
+  assert sorted(os.path.basename(p) for p in pngs) == ['per_class_ucf101.png', 'pretext_vs_downstream_csvr_r3d_18.png']
   for p in pngs:
     assert os.path.basename(p) in md
     _assert_real_plot(p)
@@ -95,3 +112,32 @@ def test_dataset_name():
   assert report.dataset_name('data/ucf101/') == 'ucf101'
   assert report.dataset_name('/tmp/x/synth_actions/1.0.0') == 'synth_actions'
   assert report.dataset_name('') == '-'
+
+
+def test_pretraining_run_and_pretext_meta(tmp_path):
+  """A pretraining workdir's own entry: pretext only, kept out of the downstream table; an export of step s gets
+  the steps <= s."""
+  c = base.get_config()
+  c.data.dataset_dir = 'data/ucf101'
+  run = report.pretraining_run(c)
+  assert (run['method'], run['dataset'], run['pretrain_step'], run['init_from']) == ('CSVR', 'ucf101', None, '')
+  c.loss.branches = ('context',)
+  assert report.pretraining_run(c)['method'] == 'CSVR (context)'
+  c.eval.method_name = 'Context only'
+  assert report.pretraining_run(c)['method'] == 'Context only'
+  workdir = str(tmp_path)
+  assert report.pretext_meta(workdir, 10) == {}
+  for step in (5, 10, 15):
+    run = dict(report.pretraining_run(c), pretext={str(step): {'context/top1': step / 100, 'context/chance': 0.1}},
+               pretext_notes={'video_rec/inception_score': 'absent'})
+    report.update_results(workdir, run)
+  meta = report.pretext_meta(workdir, 10)
+  assert meta == {'pretext': {'5': {'context/top1': 0.05, 'context/chance': 0.1},
+                              '10': {'context/top1': 0.1, 'context/chance': 0.1}},
+                  'pretext_notes': {'video_rec/inception_score': 'absent'}}
+  paths = report.write_report(workdir)
+  md = open(paths[0]).read()
+  assert '| Method |' not in md  # no downstream results: no downstream table
+  assert '## Context only R3D-18: pretext tasks and downstream (Table II)' in md
+  assert '| Context matching top-1 (%) | 10.0 (chance, 1/batch) | 5.0 | 10.0 | 15.0 |' in md
+  _assert_real_plot(paths[1])

@@ -49,6 +49,8 @@ __all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_line
            'classification_metrics', 'extract_video_features', 'per_video_outputs', 'run_evaluators', 'retrieval_mode',
            'linear_probe_mode', 'frozen_modes', 'knn_evaluator', 'linear_probe_evaluator']
 
+# Evaluator types of config.evals that other modules run (csvr_jax/train/pretext.py): skipped here.
+OTHER_EVALUATOR_TYPES = ('pretext',)
 EVALUATOR_DEFAULTS = {
     'knn': dict(type='knn', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
     'linear_probe': dict(type='linear_probe', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
@@ -169,6 +171,8 @@ def evaluator_specs(config):
   for name, spec in config.evals.items():
     spec = dict(spec)
     kind = spec.get('type')  # not a config default: 'type' is required, checked right here
+    if kind in OTHER_EVALUATOR_TYPES:
+      continue  # evaluated elsewhere (pretrain.EVALUATORS), not by this module
     if kind not in EVALUATOR_DEFAULTS:
       raise ValueError(f'config.evals.{name}.type={kind!r}: choose one of {sorted(EVALUATOR_DEFAULTS)}')
     unknown = sorted(set(spec) - set(EVALUATOR_DEFAULTS[kind]))

@@ -4,7 +4,7 @@ Per step: `step_fn(state, host_batch, step) -> (state, metrics)` (the mode's jit
 mesh); metrics stay on the device except at log steps (every `logging.log_every_steps`, the first step and
 every save), where they are pulled to the host, checked (a NaN/Inf loss stops the run before anything
 non-finite is saved: metrics.NonFiniteLossError) and written. `hooks(step, state)` run after every step
-(image logging, evaluators). Checkpoints (train state as host arrays, the data iterator's state, the config)
+(image logging, evaluators); the scalars they return join the step's record. Checkpoints (train state as host arrays, the data iterator's state, the config)
 every `checkpoint.every_steps` and at the end. SIGTERM (SLURM / TPU preemption) saves and raises Preempted:
 polled every step with one process, at log steps with several (the poll is a collective, so every process
 polls at the same steps).
@@ -33,7 +33,8 @@ def run(state, data_iter, step_fn, *, total_steps, config, ckpt, writer, name, h
     config: the run's config (logging.*, checkpoint.every_steps; saved with the checkpoint).
     ckpt: a checkpoint.TrainCheckpointer; writer: a metrics.MetricWriter. Both are closed on the way out.
     name: 'pretrain' | 'finetune', for messages.
-    hooks: callables (step, state) run after each step.
+    hooks: callables (step, state) -> None or a dict of host scalars, run after each step; their scalars join
+      the step's record.
     extra_scalars: step -> dict of host scalars logged with the metrics (e.g. the learning rate).
   """
   step = int(state.step)
@@ -51,10 +52,13 @@ def run(state, data_iter, step_fn, *, total_steps, config, ckpt, writer, name, h
       state, step_metrics = step_fn(state, next(data_iter), step)
       step += 1
       is_save = step % config.checkpoint.every_steps == 0 or step == total_steps
+      scalars = {}
       if step % config.logging.log_every_steps == 0 or is_save or step == 1:
-        writer.write_scalars(step, {**checked(step, step_metrics), **(extra_scalars(step) if extra_scalars else {})})
+        scalars = {**checked(step, step_metrics), **(extra_scalars(step) if extra_scalars else {})}
       for hook in hooks:
-        hook(step, state)
+        scalars.update(hook(step, state) or {})
+      if scalars:  # one record per step: what the hooks measured (evaluators) joins the step's metrics
+        writer.write_scalars(step, scalars)
       if is_save:
         ckpt.save(step, checkpoint.host_copy(state), data_iter, config)
       elif _polls_preemption(step, config) and preempt.any_process():
