@@ -16,6 +16,7 @@ from csvr_jax.data import augment
 from csvr_jax.train import networks
 from csvr_jax.train import objectives
 from csvr_jax.train import pretext
+from csvr_jax.train import schedule
 import fast_init as fast_init_lib
 import pretrain_fixtures as fx  # tests/ is on sys.path
 
@@ -163,7 +164,7 @@ def _write_is_classifier(c, run_dir, num_classes=3):
   mesh = parallel.make_mesh(c)
   state = finetune.create_state(c, variables, classifier, dim, finetune.make_optimizer(c, 10), mesh)
   ckpt = checkpoint.TrainCheckpointer(run_dir, 1)
-  ckpt.save(5, finetune.host_copy(state), None, c)
+  ckpt.save(5, checkpoint.host_copy(state), None, c)
   ckpt.close()
   return backbone, classifier, jax.device_get(state.params), jax.device_get(state.batch_stats)
 
@@ -200,7 +201,7 @@ def test_inception_score_of_a_finetuned_classifier(tiny, tmp_path):
 def test_pretraining_records_pretext_at_every_checkpoint_and_exports_them(dataset_dir, tmp_path):
   from csvr_jax.train import pretrain
   c = fx.tiny_config(dataset_dir)
-  c.train.stages = (base.stage('pose', -1, ['pose'], ['pose_g', 'pose_d']),)  # a cheap stage; all branches measured
+  c.train.stages = (schedule.stage('pose', -1, ['pose'], ['pose_g', 'pose_d']),)  # a cheap stage; all branches measured
   c.train.total_steps = 3
   c.checkpoint.every_steps = 2
   c.eval.pretext_batches = 1

@@ -64,7 +64,7 @@ from csvr_jax import parallel
 from csvr_jax import report
 from csvr_jax.train import networks
 from csvr_jax.train import objectives
-from csvr_jax.train import steps as steps_lib
+from csvr_jax.train import schedule
 
 AXIS = parallel.DATA
 IS_METRICS = ('video_{}/inception_score', 'video_{}/real_inception_score')
@@ -161,10 +161,10 @@ def eval_stage(config):
   """Every branch of config.loss.branches active (video targets from config.loss.video_targets), nothing
   trainable: generator_forward then runs every network in inference mode."""
   for b in config.loss.branches:
-    if b not in steps_lib.LOSS_NAMES:
-      raise ValueError(f'config.loss.branches: unknown branch {b!r}; choose from {steps_lib.LOSS_NAMES}')
-  targets = objectives.video_targets(config)
-  return steps_lib.Stage('pretext', 0, 0, {b: (targets if b == 'video' else ()) for b in config.loss.branches}, ())
+    if b not in schedule.LOSS_NAMES:
+      raise ValueError(f'config.loss.branches: unknown branch {b!r}; choose from {schedule.LOSS_NAMES}')
+  targets = schedule.video_targets(config)
+  return schedule.Stage('pretext', 0, 0, {b: (targets if b == 'video' else ()) for b in config.loss.branches}, ())
 
 
 # ------------------------------------------------------------------------------------ IS classifier
