@@ -179,19 +179,29 @@ def test_extract_video_features_averages_valid_clips_on_8_devices():
   np.testing.assert_allclose(feats1, feats, rtol=1e-4, atol=1e-5)
 
 
-def test_evaluator_specs_and_schedule():
-  from csvr_jax.train import evaluate
+def test_evaluator_registry_checks_options_and_schedule(tmp_path):
+  from csvr_jax.train import evaluate, evaluators, pretext
   c = _tiny_config()
   c.evals.knn = dict(type='knn', every_steps=10)
   c.evals.probe = dict(type='linear_probe', every_steps=25, query_split='validation')
-  specs = evaluate.evaluator_specs(c)
-  assert specs['probe']['query_split'] == 'validation' and specs['knn']['dataset_dir'] == ''
-  assert evaluate.due_evaluators(c, 50) == ['knn', 'probe']
-  assert evaluate.due_evaluators(c, 30) == ['knn']
-  assert evaluate.run_evaluators(c, 7, None, None) == {}  # nothing due: no work, no data needed
+  c.evals.knn_val = dict(type='knn', every_steps=25, query_split='validation')  # a second kNN, other options
+  c.evals.off = dict(type='knn', every_steps=0)  # never (no division by zero)
+  built = {name: (every, ev) for name, every, ev in evaluators.build(c, str(tmp_path))}
+  assert sorted(built) == ['knn', 'knn_val', 'pretext', 'probe']
+  assert built['pretext'][0] == c.checkpoint.every_steps  # -1: every checkpoint
+  assert isinstance(built['probe'][1], evaluate.LinearProbeEvaluator)
+  assert isinstance(built['pretext'][1], pretext.PretextMetricsEvaluator)
+  assert built['probe'][1].splits == ('validation', 'train') and built['knn'][1].splits == ('test', 'train')
+  assert built['knn_val'][1].splits == ('validation', 'train')  # each entry keeps its own options
+  assert built['knn'][1].dataset_dir == c.data.dataset_dir
+  due = [(name, every, ev) for name, (every, ev) in built.items()]
+  assert evaluators.run_due(due, None, 7, 100) == {}  # nothing due: no work, no data needed
   c.evals.bad = dict(type='knn', every_step=5)
   with pytest.raises(ValueError, match=r'config.evals.bad: unknown keys \[.every_step.\]'):
-    evaluate.evaluator_specs(c)
+    evaluators.build(c, str(tmp_path))
+  c.evals.bad = dict(type='knm', every_steps=5)
+  with pytest.raises(ValueError, match=r"config.evals.bad.type='knm': choose one of"):
+    evaluators.build(c, str(tmp_path))
 
 
 # ------------------------------------------------------------------ modes end to end on SynthActions
@@ -249,12 +259,14 @@ def test_retrieval_and_linear_probe_modes_from_an_export(synth_dir, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, loaded['params']),
                jax.tree.map(np.asarray, variables['params']))
   # The evaluator registry during pretraining, on the same data (features of the same network).
+  import types
+  from csvr_jax.train import evaluators
   c.evals.knn = dict(type='knn', every_steps=5)
-  out = evaluate.run_evaluators(c, 10, variables, model.apply)
-  assert out['eval/knn/top1'] == pytest.approx(r['knn/top1'])
-  assert out['eval/knn/R@5'] == pytest.approx(r['retrieval/R@5'])
-  # The same through the per-type function that pretrain.EVALUATORS registers.
-  assert evaluate.knn_evaluator(c, workdir, variables, 10)['top1'] == pytest.approx(r['knn/top1'])
+  c.evals.pretext = dict(type='pretext', every_steps=0)
+  state = types.SimpleNamespace(params={'vnet': variables['params']}, batch_stats={'vnet': variables['batch_stats']})
+  out = evaluators.run_due(evaluators.build(c, workdir), state, 10, 100)
+  assert out['knn/top1'] == pytest.approx(r['knn/top1'])
+  assert out['knn/R@5'] == pytest.approx(r['retrieval/R@5'])
 
 
 def test_frozen_modes_with_fi_features_on_the_toy_dataset(tmp_path):

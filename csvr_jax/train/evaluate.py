@@ -14,19 +14,9 @@ the network comes from `config.checkpoint.init_from` (export dir, torchvision .p
 init, the from-scratch baseline) and `config.finetune.features`; results merge into workdir/results.json and
 report.md is rewritten.
 
-Evaluators during pretraining (big_vision style), chosen in the config:
-  config.evals.knn = dict(type='knn', every_steps=1000)
-  config.evals.probe = dict(type='linear_probe', every_steps=5000, dataset_dir='data/ucf101')
-Keys of each entry (defaults in EVALUATOR_DEFAULTS; other keys are an error):
-  type: 'knn' (-> eval/<name>/top1 = kNN top-1 with config.eval.knn_k, eval/<name>/R@k for config.eval.retrieval_ks)
-        | 'linear_probe' (-> eval/<name>/top1);
-  every_steps: run when step % every_steps == 0 (0 = never);
-  dataset_dir: '' = config.data.dataset_dir; gallery_split / query_split: '' = config.data.train_split /
-  config.data.eval_split (the gallery is also the probe's training set).
-The pretraining loop either calls `run_evaluators(config, step, vnet_variables, vnet.apply)` and logs the
-returned flat dict (empty when no evaluator is due), or registers the per-type functions in its own registry
-(pretrain.EVALUATORS: 'knn' -> 'csvr_jax.train.evaluate:knn_evaluator', 'linear_probe' ->
-'csvr_jax.train.evaluate:linear_probe_evaluator', signature fn(config, workdir, vnet_variables, step)).
+Evaluators during pretraining: `KnnEvaluator` and `LinearProbeEvaluator` (types 'knn' and 'linear_probe' of
+the registry in csvr_jax/train/evaluators.py), e.g. config.evals.probe = dict(type='linear_probe', every_steps=5000,
+dataset_dir='data/ucf101').
 """
 import functools
 import os
@@ -46,15 +36,8 @@ from csvr_jax.train.downstream_metrics import (average_per_video, classification
 from csvr_jax.train import backbone_init
 
 __all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_linear_probe', 'average_per_video',
-           'classification_metrics', 'extract_video_features', 'per_video_outputs', 'run_evaluators', 'retrieval_mode',
-           'linear_probe_mode', 'frozen_modes', 'knn_evaluator', 'linear_probe_evaluator']
-
-# Evaluator types of config.evals that other modules run (csvr_jax/train/pretext.py): skipped here.
-OTHER_EVALUATOR_TYPES = ('pretext',)
-EVALUATOR_DEFAULTS = {
-    'knn': dict(type='knn', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
-    'linear_probe': dict(type='linear_probe', every_steps=0, dataset_dir='', gallery_split='', query_split=''),
-}
+           'classification_metrics', 'extract_video_features', 'per_video_outputs', 'retrieval_mode',
+           'linear_probe_mode', 'frozen_modes', 'KnnEvaluator', 'LinearProbeEvaluator']
 
 
 # ------------------------------------------------------------------ features
@@ -165,85 +148,48 @@ def linear_probe_metrics(config, query, query_labels, gallery, gallery_labels, n
 
 # ------------------------------------------------------------------ evaluators during pretraining
 
-def evaluator_specs(config):
-  """name -> complete spec (defaults filled); one-line error for an unknown type or key."""
-  specs = {}
-  for name, spec in config.evals.items():
-    spec = dict(spec)
-    kind = spec.get('type')  # not a config default: 'type' is required, checked right here
-    if kind in OTHER_EVALUATOR_TYPES:
-      continue  # evaluated elsewhere (pretrain.EVALUATORS), not by this module
-    if kind not in EVALUATOR_DEFAULTS:
-      raise ValueError(f'config.evals.{name}.type={kind!r}: choose one of {sorted(EVALUATOR_DEFAULTS)}')
-    unknown = sorted(set(spec) - set(EVALUATOR_DEFAULTS[kind]))
-    if unknown:
-      raise ValueError(f'config.evals.{name}: unknown keys {unknown}; known: {sorted(EVALUATOR_DEFAULTS[kind])}')
-    specs[name] = {**EVALUATOR_DEFAULTS[kind], **spec}
-  return specs
+class FrozenFeatureEvaluator:
+  """Base of the kNN and linear-probe evaluators (csvr_jax/train/evaluators.py): the V-Network's features of a
+  query and a gallery split (10-clip protocol), rebuilt from config.model (vnet, width, dtype).
 
-
-def due_evaluators(config, step):
-  """Names of the evaluators that run at `step`."""
-  return [n for n, s in evaluator_specs(config).items() if s['every_steps'] > 0 and step % s['every_steps'] == 0]
-
-
-def _evaluate_spec(config, spec, vnet_variables, apply_fn, mesh=None, cache=None):
-  """Metrics of one evaluator spec (filled by evaluator_specs) -> {'top1': ..., 'R@k': ...}."""
-  cache = {} if cache is None else cache  # (dataset_dir, split) -> features, shared between evaluators
-  dataset_dir = spec['dataset_dir'] or config.data.dataset_dir
-  splits = (spec['query_split'] or config.data.eval_split, spec['gallery_split'] or config.data.train_split)
-  for split in splits:
-    if (dataset_dir, split) not in cache:
-      cache[(dataset_dir, split)] = split_features(config, dataset_dir, split, apply_fn, vnet_variables, mesh)
-  (q, ql), (g, gl) = cache[(dataset_dir, splits[0])], cache[(dataset_dir, splits[1])]
-  if spec['type'] == 'knn':
-    return knn_metrics(config, q, ql, g, gl)
-  num_classes = int(max(ql.max(), gl.max())) + 1
-  return {'top1': linear_probe_metrics(config, q, ql, g, gl, num_classes)['top1']}
-
-
-def run_evaluators(config, step, vnet_variables, apply_fn, mesh=None):
-  """Runs the evaluators of config.evals that are due at `step` on the frozen V-Network.
-
-  Args:
-    config: the full config; step: the training step (evaluators run when step % every_steps == 0).
-    vnet_variables: the V-Network's {'params', 'batch_stats'} (any placement; pulled to the host once).
-    apply_fn: the V-Network's `apply` (flax `module.apply`), called with train=False.
-    mesh: the device mesh (None = from config.mesh).
-  Returns:
-    flat {'eval/<name>/top1': ..., 'eval/<name>/R@1': ...} as Python floats; {} when nothing is due.
-    Every process must call it (feature extraction is a collective); all get the same dict.
+  Options (config.evals entry): dataset_dir ('' = config.data.dataset_dir), query_split ('' =
+  config.data.eval_split), gallery_split ('' = config.data.train_split; also the probe's training set).
   """
-  specs, cache, out = evaluator_specs(config), {}, {}
-  for name in due_evaluators(config, step):
-    metrics = _evaluate_spec(config, specs[name], vnet_variables, apply_fn, mesh, cache)
-    out.update({f'eval/{name}/{k}': float(v) for k, v in metrics.items()})
-  return out
+
+  def __init__(self, config, workdir, dataset_dir='', gallery_split='', query_split=''):
+    del workdir
+    self.config = config
+    self.dataset_dir = dataset_dir or config.data.dataset_dir
+    self.splits = (query_split or config.data.eval_split, gallery_split or config.data.train_split)
+    self.apply_fn = backbone_init.build_backbone(config, config.model.vnet, config.model.width).apply
+
+  def features(self, state, cache):
+    """((query features, labels), (gallery features, labels)); `cache` ((dataset_dir, split) -> features) is
+    shared by the evaluators of one step, so each split is extracted once."""
+    vnet = {'params': state.params['vnet'], 'batch_stats': state.batch_stats['vnet']}
+    for split in self.splits:
+      if (self.dataset_dir, split) not in cache:
+        cache[(self.dataset_dir, split)] = split_features(self.config, self.dataset_dir, split, self.apply_fn, vnet)
+    return tuple(cache[(self.dataset_dir, split)] for split in self.splits)
 
 
-def _spec_of_type(config, kind):
-  """The options of the config.evals entry of type `kind` (one set of options per type)."""
-  specs = [s for s in evaluator_specs(config).values() if s['type'] == kind]
-  if len({tuple(sorted((k, v) for k, v in s.items() if k != 'every_steps')) for s in specs}) > 1:
-    raise ValueError(f'config.evals: several {kind!r} evaluators with different options; keep one')
-  return specs[0] if specs else dict(EVALUATOR_DEFAULTS[kind])
+class KnnEvaluator(FrozenFeatureEvaluator):
+  """type 'knn': kNN top-1 (config.eval.knn_k neighbours) and R@k (config.eval.retrieval_ks), query vs gallery."""
+
+  def run(self, state, step, cache):
+    del step
+    (q, ql), (g, gl) = self.features(state, cache)
+    yield from knn_metrics(self.config, q, ql, g, gl).items()
 
 
-def knn_evaluator(config, workdir, vnet_variables, step):
-  """pretrain.EVALUATORS['knn'] (signature fn(config, workdir, vnet_variables, step)): kNN top-1 and R@k.
+class LinearProbeEvaluator(FrozenFeatureEvaluator):
+  """type 'linear_probe': top-1 of a logistic-regression probe trained on the gallery, tested on the query."""
 
-  The V-Network is rebuilt from config.model (vnet, width, dtype); options from the config.evals entry.
-  """
-  del workdir, step
-  apply_fn = backbone_init.build_backbone(config, config.model.vnet, config.model.width).apply
-  return _evaluate_spec(config, _spec_of_type(config, 'knn'), vnet_variables, apply_fn)
-
-
-def linear_probe_evaluator(config, workdir, vnet_variables, step):
-  """pretrain.EVALUATORS['linear_probe']: linear-probe top-1 (same conventions as knn_evaluator)."""
-  del workdir, step
-  apply_fn = backbone_init.build_backbone(config, config.model.vnet, config.model.width).apply
-  return _evaluate_spec(config, _spec_of_type(config, 'linear_probe'), vnet_variables, apply_fn)
+  def run(self, state, step, cache):
+    del step
+    (q, ql), (g, gl) = self.features(state, cache)
+    num_classes = int(max(ql.max(), gl.max())) + 1
+    yield 'top1', linear_probe_metrics(self.config, q, ql, g, gl, num_classes)['top1']
 
 
 # ------------------------------------------------------------------ modes

@@ -336,22 +336,22 @@ class PretextEvaluator:
     return summarize(stats, self.batch_size)
 
 
-class _ConfigKey:
-  """Hashable by the config's JSON (ConfigDicts are not): one evaluator per configuration."""
+class PretextMetricsEvaluator:
+  """type 'pretext' of the evaluator registry (csvr_jax/train/evaluators.py): the metrics of the module docstring
+  from the whole TrainState, also written to workdir/results.json and report.md (process 0). The held-out
+  batches and the jitted statistics are built at the first run."""
 
-  def __init__(self, config):
-    self.config, self.json = config, config.to_json_best_effort(sort_keys=True)
+  def __init__(self, config, workdir):
+    self.config, self.workdir, self._evaluator = config, workdir, None
 
-  def __hash__(self):
-    return hash(self.json)
-
-  def __eq__(self, other):
-    return self.json == other.json
-
-
-@functools.lru_cache(maxsize=1)
-def _evaluator(key):
-  return PretextEvaluator(key.config)
+  def run(self, state, step, cache):
+    del cache
+    if self._evaluator is None:
+      self._evaluator = PretextEvaluator(self.config)
+    metrics = self._evaluator(state.params, state.batch_stats)
+    if jax.process_index() == 0:
+      record(self.workdir, self.config, step, metrics, self._evaluator.notes)
+    yield from metrics.items()
 
 
 def _epoch(config, step):
@@ -368,13 +368,3 @@ def record(workdir, config, step, metrics, notes):
   run['pretext_notes'] = dict(notes)
   report.update_results(workdir, run)
   report.write_report(workdir)
-
-
-def pretext_evaluator(config, workdir, state, step):
-  """pretrain.EVALUATORS['pretext'], fn(config, workdir, state, step) with the whole TrainState (every network):
-  the metrics of the module docstring, also written to workdir/results.json and report.md (process 0)."""
-  evaluator = _evaluator(_ConfigKey(config))
-  metrics = evaluator(state.params, state.batch_stats)
-  if jax.process_index() == 0:
-    record(workdir, config, step, metrics, evaluator.notes)
-  return metrics

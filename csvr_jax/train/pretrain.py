@@ -5,7 +5,6 @@ A run restarted with the same workdir resumes from its latest checkpoint (train 
 SIGTERM saves and exits; a NaN/Inf loss stops with a message naming the loss and the step before anything
 non-finite is saved.
 """
-import importlib
 import os
 
 import jax
@@ -14,21 +13,12 @@ import numpy as np
 from csvr_jax import checkpoint
 from csvr_jax import metrics as metrics_lib
 from csvr_jax import parallel
+from csvr_jax.train import evaluators
 from csvr_jax.train import loop
 from csvr_jax.train import networks
 from csvr_jax.train import schedule
 from csvr_jax.train import state as state_lib
 from csvr_jax.train import steps as steps_lib
-
-# Evaluators during pretraining: config.evals.NAME = dict(type=TYPE, every_steps=N), N = -1: at every checkpoint
-# (config.checkpoint.every_steps), 0: never; the others also run at the last step. TYPE -> 'module:function' with
-# signature fn(config, workdir, vnet_variables, step) -> {metric: scalar}; the types in STATE_EVALUATORS get the
-# whole TrainState (every network) instead of vnet_variables. Downstream evaluators register themselves here.
-EVALUATORS = {'knn': 'csvr_jax.train.evaluate:knn_evaluator',
-              'linear_probe': 'csvr_jax.train.evaluate:linear_probe_evaluator',
-              'pretext': 'csvr_jax.train.pretext:pretext_evaluator'}
-STATE_EVALUATORS = ('pretext',)
-
 
 def total_steps_of(config, dataset_size):
   """config.train.total_steps, or epochs over the training split at the global batch."""
@@ -50,22 +40,6 @@ def make_loader(config):
   loader = pipeline.pretrain_loader(config.data, config.data.dataset_dir, config.data.train_split,
                                     parallel.local_batch_size(config.train.batch_size), seed=config.seed)
   return loader, size
-
-
-def make_evaluators(config):
-  evals = []
-  for name, spec in config.evals.items():
-    if spec.type not in EVALUATORS:
-      raise ValueError(f'config.evals.{name}.type={spec.type!r} is not registered; known: {sorted(EVALUATORS)}')
-    if spec.every_steps < -1:
-      raise ValueError(f'config.evals.{name}.every_steps={spec.every_steps}: use a step count, 0 (never) or -1 '
-                       '(every checkpoint, config.checkpoint.every_steps)')
-    if spec.every_steps == 0:
-      continue
-    module, func = EVALUATORS[spec.type].split(':')
-    every = config.checkpoint.every_steps if spec.every_steps == -1 else spec.every_steps
-    evals.append((name, every, getattr(importlib.import_module(module), func), spec.type in STATE_EVALUATORS))
-  return evals
 
 
 def run(config, workdir):
@@ -118,7 +92,7 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
       print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
 
   # ------------------------------------------------------------------------------------ evals
-  evaluators = make_evaluators(config)
+  evals = evaluators.build(config, workdir)
   writer = metrics_lib.MetricWriter(workdir, total_steps, config.train.batch_size, config.logging.progress_bar,
                                     main_keys=['total/loss', 'context/loss', 'pose/d_loss', 'video_rec/l2'])
   writer.write_config(config)
@@ -135,7 +109,7 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
       log_images(writer, step, fns_for(stage), state, last_batch[0])
 
   def evaluators_hook(step, state):  # their metrics join the step's record (loop.run)
-    return run_evaluators(evaluators, config, workdir, state, step, total_steps)
+    return evaluators.run_due(evals, state, step, total_steps)
 
   # ------------------------------------------------------------------------------------- loop
   last_batch = [None]  # the step's global batch, for image logging
@@ -143,16 +117,6 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
                    name='pretrain', hooks=(log_images_hook, evaluators_hook),
                    extra_scalars=lambda step: {'train/lr': float(optimizers['vnet'][1](step - 1))})
   return state, step_fns
-
-
-def run_evaluators(evaluators, config, workdir, state, step, total_steps):
-  """Metrics of the evaluators due at `step` (from make_evaluators), flat {'<name>/<metric>': value}."""
-  out = {}
-  for name, every, fn, whole_state in evaluators:
-    if step % every == 0 or step == total_steps:
-      networks_ = state if whole_state else vnet_variables(state)
-      out.update({f'{name}/{k}': v for k, v in fn(config, workdir, networks_, step).items()})
-  return out
 
 
 def vnet_variables(state):
