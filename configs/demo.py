@@ -1,12 +1,10 @@
 """The embedded default: tiny CSVR on SynthActions, on CPU, end to end in minutes (--mode=demo).
 
-Variants (cold runs: new data dir and compile cache, 2-core CPU shared with other jobs, 2026-11-26, two demo
-processes): `configs/demo.py`, the full demo (6m00s-6m07s); `configs/demo.py:quick` (1m29s; 1m17s with the dataset
-cached; for tests and the Colab notebook; joint stage only, 2 steps at batch 4); `configs/demo.py:research` (the README's
-research check, 18x the full schedule's steps; 24m30s, sharing the CPU with other jobs). Widths, clip length (4 frames at stride 4) and
-resolution (32x32 crops of 40x40 frames) are scaled down from the paper's recipe; the pipeline, losses, schedule
-shape (branches separately, then jointly) and evaluation protocol are the same. On CPU, XLA compilation and the
-video GANs' full-resolution 3D convolutions dominate the time: a 32x32x4 clip costs ~1/16 of a 64x64x8 one.
+Variants: `configs/demo.py` (the full demo), `:quick` (joint stage only, 2 steps at batch 4, V-Network features
+only: the pipeline check of the tests and the Colab notebook), `:research` (the full demo's shapes with an 18x
+longer schedule). Widths, clip length (4 frames at stride 4) and resolution (32x32 crops of 40x40 frames) are
+scaled down from the paper's recipe; the pipeline, losses, schedule shape (branches separately, then jointly)
+and evaluation protocol are the paper's. Timings: docs/performance.md ("The CPU demo").
 """
 from configs import base
 from csvr_jax import config_variants
@@ -34,9 +32,7 @@ def get_config(arg=None):
   c.model.video_d_channels = 8
   c.model.video_noise_dim = 8
   c.train.batch_size = 8
-  # Optimised XLA code: compiles ~2x slower than config.train.fast_compile but runs ~2.5x (pretraining) to ~4x
-  # (finetuning, feature extraction) faster on CPU; measured faster end to end for every variant but quick.
-  c.train.fast_compile = False
+  c.train.fast_compile = False  # optimised XLA code: slower compiles, faster steps (docs/performance.md)
   c.data.clip_len = 4
   c.data.future_len = 4
   c.data.stride = 4
@@ -70,9 +66,8 @@ def get_config(arg=None):
     c.data.num_eval_clips = 2
     c.demo.features = ('vnet',)  # the pipeline check: the V-Network's features only
   elif 'research' in variants:
-    # The research check (README): the full demo's shapes and data with an 18x longer schedule (1,080 steps,
-    # ~58 epochs of the 150 training videos): the shortest of the measured schedules (60, 210, 540, 1,080 steps)
-    # at which CSVR's linear probe is 20 points above random init (seed 0).
+    # The full demo's shapes and data with an 18x longer schedule (1,080 steps, ~58 epochs of the 150 training
+    # videos).
     set_schedule(c, branch_steps=120, joint_steps=720)
     c.finetune.total_steps = 60
     c.checkpoint.every_steps = 100

@@ -77,6 +77,8 @@ def main(argv):
   mode = FLAGS.mode or config.mode
   try:
     run = resolve_mode(mode)
+    from csvr_jax import validate  # pylint: disable=import-outside-toplevel  # imports JAX: after the flags
+    validate.validate(config)
     if FLAGS.dry_run:
       print(f'dry run: mode={mode} workdir={FLAGS.workdir} vnet={config.model.vnet} '
             f'batch={config.train.batch_size} dataset_dir={config.data.dataset_dir or "-"}')

@@ -2,6 +2,7 @@
 import glob
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -102,3 +103,34 @@ def test_compilation_cache_dir_is_under_the_workdir_and_off_when_empty(monkeypat
   assert not calls
   main.enable_compilation_cache('jax_cache', str(tmp_path))
   assert calls['jax_compilation_cache_dir'] == str(tmp_path / 'jax_cache')
+
+
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+def test_every_config_passes_the_start_up_validation(path):
+  from csvr_jax import validate
+  for arg in VARIANTS.get(os.path.basename(path), [None]):
+    validate.validate(load(path, arg))
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('model.vnet', 'r3d_181', "config.model.vnet: unknown 'r3d_181'; choose from c3d"),
+    ('loss.context', 'infonce', "config.loss.context: unknown 'infonce'"),
+    ('finetune.schedule', 'step', "config.finetune.schedule: unknown 'step'; choose from constant, cosine"),
+    ('finetune.features', 'f_i', "config.finetune.features: unknown 'f_i'; choose from vnet, fi, fd"),
+    ('loss.branches', ('pose', 'motion'), "config.loss.branches: unknown branch 'motion'"),
+    ('gan_update', 'two_stage', "config.gan_update: unknown 'two_stage'"),
+])
+def test_validation_names_the_key_in_one_line(key, value, message):
+  from csvr_jax import validate
+  c = base.get_config()
+  section, name = key.split('.') if '.' in key else (None, key)
+  (c[section] if section else c)[name] = value
+  with pytest.raises(ValueError, match=re.escape(message)):
+    validate.validate(c)
+
+
+def test_bad_choice_fails_before_any_work_on_the_command_line():
+  r = run_main('--config=configs/k400.py:smoke', '--config.loss.gan=hinge', '--dry_run')
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and "config.loss.gan: unknown 'hinge'; choose from bce, wgan" in lines[0], r.stderr

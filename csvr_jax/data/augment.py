@@ -6,22 +6,10 @@ must follow the geometry), producing uint8 (…, S, S, 3); the jitted step then 
 blur + mean/std normalisation (`device_augment`), which are elementwise/convolution work an accelerator does
 for free.
 
-JPEG decoder: simplejpeg (libjpeg-turbo, straight to RGB); resize: OpenCV `cv2.resize` (bilinear). Chosen by
-measurement on this 2-core machine (CPU time per 128x171 frame, ~12 KB; `python -m csvr_jax.bench
---what=pipeline` re-measures the decoders): decode simplejpeg 0.25-0.28 ms < OpenCV imdecode + BGR->RGB
-0.27-0.30 ms < PIL 0.64 ms; resize to 112 OpenCV ~0.08 ms vs PIL ~0.35 ms. Decoding is ~45% of a pretraining
-sample's CPU time, so simplejpeg runs with `fastdct=True` (libjpeg-turbo's fast integer IDCT): ~6% faster per
-frame, pixels within mean |d| = 1.0 grey level (max 5) of the accurate IDCT on the benchmark's q90 frames -
-below the JPEG q90 error itself, and the same decoder serves training and evaluation. Not `fastupsample`:
-its nearest-neighbour chroma is off by 3 levels on average (max ~40 at colour edges) for another ~5%.
-Reduced-scale (DCT-domain) decoding never applies: frames are stored at short side 128 and crops of 112 need
-a box of at least 224 pixels to allow even the 1/2 scale.
-Measured on the benchmark's frames and not adopted (same pixels, too little gain): decoding only the crop
-region (libjpeg-turbo's cropping and scanline skipping, via the TurboJPEG 3 API of the `turbojpeg` wheel)
-saves ~9% of a frame's decode (entropy decoding, which cannot be skipped above the crop, dominates at q90) and
-that library decodes ~7-10% slower than simplejpeg's; decoding to RGBX and resizing 4 channels was not faster;
-optimised Huffman tables (a lossless re-encoding, 9% smaller JPEGs) decode ~2% faster. Decoding to YUV planes
-saves ~22% of the decode but needs three resizes and a colour conversion per view and changes the pixels.
+JPEG decoder: simplejpeg (libjpeg-turbo, straight to RGB) with its fast integer IDCT (`fastdct`): pixels within
+~1 grey level of the exact IDCT, below the q90 JPEG error, and the same decoder serves training and evaluation;
+resize: OpenCV `cv2.resize` (bilinear). Chosen by measurement (docs/performance.md, "Decoding and resizing"),
+with the alternatives measured and not adopted.
 
 Choices where the paper is silent:
 * Random resized crop as torchvision's RandomResizedCrop (area `data.crop_scale`, aspect `data.crop_ratio`, 10

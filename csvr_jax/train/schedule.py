@@ -100,7 +100,16 @@ def _check_stage(i, s):
   if s.steps < -1 or s.epochs < 0 or (s.steps != 0 and s.epochs > 0):
     raise ValueError(f'{key}: give steps (> 0, or -1 for the rest of the run) or epochs (> 0), not both '
                      f'(steps={s.steps}, epochs={s.epochs})')
-  return key
+
+
+def check_stages(config):
+  """One-line errors for unknown branches, losses, networks and bad stage lengths (no dataset needed)."""
+  for b in config.loss.branches:
+    if b not in LOSS_NAMES:
+      raise ValueError(f'config.loss.branches: unknown branch {b!r}; choose from {LOSS_NAMES}')
+  video_targets(config)
+  for i, s in enumerate(config.train.stages):
+    _check_stage(i, s)
 
 
 def _length(key, s, steps_per_epoch):
@@ -120,14 +129,11 @@ def resolve_stages(config, total_steps, steps_per_epoch=None):
   step; trainable networks united). Networks a stage does not run are dropped from its trainable list.
   steps=-1 takes the rest of the run. Errors are one line naming the key.
   """
-  for b in config.loss.branches:
-    if b not in LOSS_NAMES:
-      raise ValueError(f'config.loss.branches: unknown branch {b!r}; choose from {LOSS_NAMES}')
+  check_stages(config)
   targets = video_targets(config)
   kept, spare = [], 0  # kept: [name, steps, losses, trainable]
   for i, s in enumerate(config.train.stages):
-    key = _check_stage(i, s)
-    steps = _length(key, s, steps_per_epoch)
+    steps = _length(f'config.train.stages[{i}] ({s.name})', s, steps_per_epoch)
     losses_ = {l: (targets if l == 'video' else ()) for l in s.losses if l in config.loss.branches}
     if not losses_:
       spare += max(steps, 0)
