@@ -163,11 +163,14 @@ def state_file(data_item_dir, process_index, process_count):
 
 
 def state_worker_count(state):
-  """Worker processes of a DataLoader iterator state (bytes or str from get_state(), or a saved file's text)."""
+  """Worker processes of a DataLoader iterator state (bytes / str from get_state(), a saved file's text, or a
+  dict); None for a state without the entry (the iterators of Grain's dataset API have none)."""
   try:
-    return int(json.loads(state)['worker_count'])
-  except (ValueError, KeyError, TypeError) as e:
-    raise _broken(f"a DataLoader iterator state has no integer 'worker_count' ({type(e).__name__}: {e})") from None
+    state = state if isinstance(state, dict) else json.loads(state)
+  except ValueError as e:
+    raise _broken(f'an iterator state is no longer JSON ({e})') from None
+  count = state.get('worker_count')
+  return None if count is None else int(count)
 
 
 def check_grain():
