@@ -229,14 +229,19 @@ class PreemptionFlag:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-def read_checkpoint_dataset(workdir, step):
-  """The dataset record (`dataset_record`) saved with checkpoint `step`; None for checkpoints written before it
-  existed, or saved without a config."""
-  path = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step), DATASET_ITEM)
+def read_dataset_item(step_dir):
+  """The dataset record (`dataset_record`) saved in a checkpoint's step folder (checkpoint_source); None for
+  checkpoints written before it existed, or saved without a config."""
+  path = os.path.join(os.path.abspath(step_dir), DATASET_ITEM)
   if not os.path.isdir(path):
     return None
   with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
     return ckptr.restore(path)
+
+
+def read_checkpoint_dataset(workdir, step):
+  """`read_dataset_item` of checkpoint `step` of a training workdir."""
+  return read_dataset_item(checkpoint_source(workdir, step))
 
 
 def read_checkpoint_item(workdir, item='state', step=None):
@@ -260,11 +265,26 @@ def read_checkpoint_item(workdir, item='state', step=None):
 
 
 def export_meta(config, step, source):
-  """meta.json of a V-Network export (META_KEYS) from the config; step None: not pretrained (a random init)."""
+  """meta.json of a V-Network export (META_KEYS) from the config, with the pretraining dataset ('dataset',
+  'dataset_fingerprint': `pretraining_dataset`); step None: not pretrained (a random init), no dataset."""
   d = config.data
-  return dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
+  meta = dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
               crop_size=int(d.crop_size), mean=list(d.mean), std=list(d.std),
               step=None if step is None else int(step), source=source)
+  if step is not None:
+    record = pretraining_dataset(config, source)
+    meta.update(dataset=record['name'], dataset_fingerprint=record['fingerprint'])
+  return meta
+
+
+def pretraining_dataset(config, source):
+  """The dataset record (`dataset_record`) of the networks an export takes from `source`: the record its source
+  checkpoint saved (one saved before dataset records: the config's dataset by name, fingerprint unknown); for a
+  source that is not a checkpoint (networks in memory), config.data.dataset_dir's."""
+  if isinstance(source, str) and os.path.isdir(source):
+    saved = read_dataset_item(source)
+    return saved or {'name': report.dataset_name(config.data.dataset_dir), 'dir': '', 'fingerprint': None}
+  return dataset_record(config.data.dataset_dir)
 
 
 def branch_meta(config):
@@ -275,23 +295,11 @@ def branch_meta(config):
           'integration': dict(type=str(m.integration))}
 
 
-def dataset_meta(record):
-  """meta.json's 'dataset' and 'dataset_fingerprint' from a dataset record (`dataset_record`)."""
-  return {'dataset': record['name'], 'dataset_fingerprint': record['fingerprint']}
-
-
-def write_export(export_dir, config, params, batch_stats, step, source, dataset=None):
+def write_export(export_dir, config, params, batch_stats, step, source):
   """The export builder (--mode=export, the demo): a TrainState's `params` / `batch_stats` (network name ->
-  tree; restored numpy or live jax arrays) -> the V-Network and the branches under export_dir. Returns meta.
-
-  dataset: the pretraining dataset's record (`dataset_record`); None = config.data.dataset_dir's when `step` is
-  not None (pretrained), no dataset for a random initialisation (step None)."""
+  tree; restored numpy or live jax arrays) -> the V-Network and the branches under export_dir. Returns meta."""
   take = lambda name: {'params': params[name], 'batch_stats': batch_stats.get(name, {})}  # no BN: no entry
   meta = {**export_meta(config, step, source), 'branches': branch_meta(config)}
-  if dataset is None and step is not None:
-    dataset = dataset_record(config.data.dataset_dir)
-  if dataset is not None:
-    meta.update(dataset_meta(dataset))
   save_backbone_export(export_dir, take('vnet'), meta, {name: take(name) for name in BRANCH_NETWORKS})
   return meta
 
@@ -306,11 +314,8 @@ def export_mode(config, workdir):
   state, step = read_checkpoint_item(workdir)
   export_dir = os.path.join(workdir, 'export')
   if jax.process_index() == 0:
-    # A checkpoint from before dataset records: the config names the dataset, its fingerprint is unknown.
-    dataset = read_checkpoint_dataset(workdir, step) or {
-        'name': report.dataset_name(config.data.dataset_dir), 'dir': '', 'fingerprint': None}
     meta = write_export(export_dir, config, state['params'], state['batch_stats'], step,
-                        checkpoint_source(workdir, step), dataset)
+                        checkpoint_source(workdir, step))
     print(f'exported V-Network {meta["arch"]} and {", ".join(BRANCH_NETWORKS)} (step {step}) to '
           f'{os.path.abspath(export_dir)}')
   return export_dir

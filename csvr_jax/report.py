@@ -71,10 +71,10 @@ def describe_run(config, meta):
   method = config.eval.method_name or method
   method = f'{method} ({label})' if label else method
   return {'method': method, 'backbone': backbone, 'pretrain_data': pretrain_data, 'epochs': epochs,
+          **preprocessing_description(meta, config.data.dataset_dir),
           'pretrain_step': step, 'resolution': int(config.data.crop_size), 'clip_len': int(config.data.clip_len),
           'dataset': dataset, 'init_from': config.checkpoint.init_from,
-          'pretext': dict(meta.get('pretext', {})) if meta else {},
-          **preprocessing_description(meta, config.data.dataset_dir)}
+          'pretext': dict(meta.get('pretext', {})) if meta else {}}
 
 
 def preprocessing_description(meta, dataset_dir):
@@ -130,10 +130,10 @@ def update_results(workdir, run, metrics=None, per_class=None):
   if not match:
     results['runs'].append(entry)
   entry.update({k: run[k] for k in DESCRIPTION_KEYS})
-  entry.update({k: run[k] for k in PREPROCESSING_KEYS if k in run})
   entry['pretext'].update(run.get('pretext', {}))
   entry['metrics'].update(metrics or {})
   entry['per_class_accuracy'].update(per_class or {})
+  entry.update({k: run[k] for k in PREPROCESSING_KEYS if k in run})
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RESULTS_FILE)
   with open(path + '.tmp', 'w') as f:
@@ -300,8 +300,8 @@ def write_report(workdir):
            '']
   for dataset in sorted({r['dataset'] for r in runs}):
     ds_runs = [r for r in runs if r['dataset'] == dataset]
-    lines += [f'## {dataset}', '', results_table(ds_runs), '', 'Pretraining data:', '']
-    lines += [preprocessing_line(r) for r in ds_runs] + ['']
+    lines += [f'## {dataset}', '', results_table(ds_runs), '']
+    lines += ['Pretraining data:', ''] + [preprocessing_line(r) for r in ds_runs] + ['']
     png = f'per_class_{_slug(dataset)}.png'
     if plot_per_class(ds_runs, os.path.join(workdir, png)):
       written.append(os.path.join(workdir, png))
