@@ -17,6 +17,7 @@ os.environ['JAX_PLATFORMS'] = 'cpu'
 sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(__file__)]
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import pretrain_fixtures as fx  # pylint: disable=g-import-not-at-top,wrong-import-position
 from csvr_jax.train import networks  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -51,6 +52,7 @@ def main():
   c.checkpoint.keep = 10
   c.logging.image_every_steps = 1000  # (image logging is covered in-process; here it would only add compiles)
   c.checkpoint.resume_data_order = not FRESH_DATA_ORDER
+  c.evals = ConfigDict()  # training steps only: no evaluators at the checkpoints
   assert jax.device_count() == int(DEVICES) and jax.process_count() == 1
   os.makedirs(WORKDIR, exist_ok=True)
   loader, _ = pretrain.make_loader(c)

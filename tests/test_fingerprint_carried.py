@@ -122,5 +122,6 @@ def test_report_shows_each_runs_pretraining_preprocessing(tmp_path):
   assert '- Random init (R3D-18): not pretrained' in md.splitlines()
   assert '- Old CSVR (R3D-18, step 4): pretrained on k400, preprocessing unknown' in md.splitlines()
   # results.json from before these keys still merges and reports.
-  report.update_results(str(tmp_path / 'older'), {k: runs[0][k] for k in report.DESCRIPTION_KEYS}, {})
+  report.update_results(str(tmp_path / 'older'), {k: runs[0][k] for k in report.DESCRIPTION_KEYS},
+                        {'finetune/top1': 0.5})
   assert 'preprocessing unknown' in open(report.write_report(str(tmp_path / 'older'))[0]).read()
