@@ -127,6 +127,9 @@ def get_config(arg=None):
   c.checkpoint.every_steps = 1000
   c.checkpoint.keep = 3
   c.checkpoint.init_from = ''      # finetune: export dir | torchvision .pth/.npz | '' (random init)
+  # Resume the data order with the train state. Grain's iterator state cannot follow a change in the number of
+  # processes (or data.num_workers): False resumes the train state and starts the data order afresh.
+  c.checkpoint.resume_data_order = True
 
   # ---------------------------------------------------------------- finetuning
   c.finetune = ConfigDict()

@@ -5,9 +5,13 @@ Export format (read by the finetune / retrieval / linear-probe modes and by torc
                           alone (numpy float32; torch_interop converts it to a torchvision state_dict)
   EXPORT_DIR/branches/    orbax pytree {'pose_g': {'params', 'batch_stats'}, 'integration': {...}}: the pose
                           generator (the downstream 'fd' / 'fi' features run its encoder) and the integration layer
-  EXPORT_DIR/meta.json    {'arch', 'width', 'clip_len', 'crop_size', 'mean', 'std', 'step', 'source', 'branches'}
+  EXPORT_DIR/meta.json    {'arch', 'width', 'clip_len', 'crop_size', 'mean', 'std', 'step', 'source', 'branches',
+                          'dataset', 'dataset_fingerprint'}
                           'branches' = the modules' settings: {'pose_g': {'channels', 'encoder_layers', 'noise_dim',
                           'out_len'}, 'integration': {'type'}} (the integration layer's channels are the V-Network's)
+                          'dataset' = the pretraining dataset's name, 'dataset_fingerprint' = its fingerprint.json
+                          (csvr_jax/data/fingerprint.py; null for a dataset built without one); both absent when the
+                          networks were not pretrained (a random initialisation) and in exports written before them
 Exports written before branches/ existed (and torchvision conversions) hold the V-Network only: meta.json has no
 'branches', and `load_branches_export` says how to re-export.
 """
@@ -17,6 +21,9 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from csvr_jax import report
+from csvr_jax.data import fingerprint as fingerprint_lib
 
 META_FILE = 'meta.json'
 VARIABLES_DIR = 'variables'
@@ -82,52 +89,106 @@ def load_branches_export(export_dir, meta, purpose):
 
 # ------------------------------------------------------------------------------- training checkpoints
 #
-# workdir/checkpoints/<step>/{state, data, config}: the whole TrainState (params, batch_stats, optimizer
-# states, step, rng as raw uint32 key data), the Grain iterator state of every process, and the config as
-# JSON. Saves are asynchronous and atomic (orbax writes to a temporary folder and renames), so a kill -9
-# during a save leaves the previous checkpoint as the latest.
+# workdir/checkpoints/<step>/{state, data, config, dataset}: the whole TrainState (params, batch_stats,
+# optimizer states, step, rng as raw uint32 key data), the Grain iterator state of every process, the config as
+# JSON, and the training dataset (`dataset_record`: name, folder, fingerprint). Saves are asynchronous and atomic
+# (orbax writes to a temporary folder and renames), so a kill -9 during a save leaves the previous checkpoint as
+# the latest. The train state restores onto any number of devices and processes (the target's shardings); the
+# data iterator only onto the number of processes and data workers that wrote it (`check_data_state`).
 
 CHECKPOINT_DIR = 'checkpoints'
+DATA_ITEM = 'data'
+DATASET_ITEM = 'dataset'
+RESUME_FLAG = 'config.checkpoint.resume_data_order'
+
+
+class ResumeError(ValueError):
+  """A checkpoint that cannot be resumed as asked; the message is one line and says how to go on."""
 
 
 def _json_config(config):
   return json.loads(config.to_json_best_effort())
 
 
+def dataset_record(dataset_dir):
+  """{'name', 'dir', 'fingerprint'} of a dataset folder (config.data.dataset_dir; fingerprint None when it has
+  none, or for an in-memory dataset)."""
+  if not isinstance(dataset_dir, str) or not dataset_dir:
+    return {'name': report.dataset_name(dataset_dir), 'dir': '', 'fingerprint': None}
+  return {'name': report.dataset_name(dataset_dir), 'dir': os.path.abspath(dataset_dir),
+          'fingerprint': fingerprint_lib.read_fingerprint(dataset_dir)}
+
+
+def check_data_state(data_item_dir, data_iter):
+  """One-line ResumeError unless this process can restore its Grain iterator state from `data_item_dir`:
+  Grain keeps one state per process (its shard of the data) and per data worker, and neither count can change."""
+  from csvr_jax.data import grain_adapter  # pylint: disable=g-import-not-at-top  (grain: training only)
+  counts = grain_adapter.saved_process_counts(data_item_dir)
+  how = f'or set {RESUME_FLAG}=False to restore the train state and start the data order afresh'
+  if not counts:
+    raise ResumeError(f'{data_item_dir}: no data iterator state in this checkpoint; {how}')
+  n, i = jax.process_count(), jax.process_index()
+  if n not in counts:
+    saved = '/'.join(str(c) for c in sorted(counts))
+    raise ResumeError(f'{data_item_dir}: the Grain iterator state was written by {saved} processes and this run '
+                      f'has {n}: each process reads its own shard of the data, so the data order cannot follow a '
+                      f'change in the number of processes; resume with {saved} processes, {how}')
+  with open(grain_adapter.state_file(data_item_dir, i, n)) as f:
+    saved_workers = grain_adapter.state_worker_count(f.read())
+  workers = grain_adapter.state_worker_count(data_iter.get_state())
+  if None not in (saved_workers, workers) and saved_workers != workers:
+    raise ResumeError(f'{data_item_dir}: the Grain iterator state was written with {saved_workers} data worker '
+                      f'processes per process and this run has {workers} (config.data.num_workers); resume with '
+                      f'config.data.num_workers={saved_workers}, {how}')
+
+
 class TrainCheckpointer:
-  """Saves / restores (train state, data iterator, config) under workdir/checkpoints; keeps the last `keep`."""
+  """Saves / restores (train state, data iterator, config, dataset) under workdir/checkpoints; keeps the last
+  `keep`."""
 
   def __init__(self, workdir, keep):
     import grain  # pylint: disable=g-import-not-at-top
     self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
     self._grain = grain.checkpoint
+    self._datasets = {}  # dataset_dir -> dataset_record: the fingerprint is read once per run
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         item_handlers={'state': ocp.StandardCheckpointHandler(),
-                       'data': grain.checkpoint.CheckpointHandler(),
-                       'config': ocp.JsonCheckpointHandler()})
+                       DATA_ITEM: grain.checkpoint.CheckpointHandler(),
+                       'config': ocp.JsonCheckpointHandler(),
+                       DATASET_ITEM: ocp.JsonCheckpointHandler()})
 
   def latest_step(self):
     return self.manager.latest_step()
 
   def save(self, step, state, data_iter=None, config=None):
-    """Starts an asynchronous save of step `step` (a no-op if that step is already saved)."""
+    """Starts an asynchronous save of step `step` (a no-op if that step is already saved). With the config, the
+    record of its dataset (config.data.dataset_dir) is saved too."""
     if step in self.manager.all_steps():
       return False
     items = {'state': ocp.args.StandardSave(state)}
     if data_iter is not None:
-      items['data'] = self._grain.CheckpointSave(data_iter)
+      items[DATA_ITEM] = self._grain.CheckpointSave(data_iter)
     if config is not None:
       items['config'] = ocp.args.JsonSave(_json_config(config))
+      dataset_dir = config.data.dataset_dir
+      if dataset_dir not in self._datasets:
+        self._datasets[dataset_dir] = dataset_record(dataset_dir)
+      items[DATASET_ITEM] = ocp.args.JsonSave(self._datasets[dataset_dir])
     return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def restore(self, abstract_state, data_iter=None, step=None):
-    """Restores the train state onto abstract_state's shardings (and the iterator in place) -> state."""
+  def restore(self, abstract_state, data_iter=None, step=None, resume_data_order=True):
+    """Restores the train state onto abstract_state's shardings (any device count) and, when resume_data_order,
+    the data iterator in place (ResumeError when it cannot follow, see check_data_state) -> state."""
     step = self.manager.latest_step() if step is None else step
     items = {'state': ocp.args.StandardRestore(abstract_state)}
-    if data_iter is not None:
-      items['data'] = self._grain.CheckpointRestore(data_iter)
+    if data_iter is not None and resume_data_order:
+      check_data_state(os.path.join(self.directory, str(step), DATA_ITEM), data_iter)
+      items[DATA_ITEM] = self._grain.CheckpointRestore(data_iter)
+    elif data_iter is not None and jax.process_index() == 0:
+      print(f'{RESUME_FLAG}=False: the train state resumes from step {step}, the data order starts afresh',
+            flush=True)
     return self.manager.restore(step, args=ocp.args.Composite(**items))['state']
 
   def wait(self):
@@ -175,6 +236,21 @@ class PreemptionFlag:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def read_dataset_item(step_dir):
+  """The dataset record (`dataset_record`) saved in a checkpoint's step folder (checkpoint_source); None for
+  checkpoints written before it existed, or saved without a config."""
+  path = os.path.join(os.path.abspath(step_dir), DATASET_ITEM)
+  if not os.path.isdir(path):
+    return None
+  with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+    return ckptr.restore(path)
+
+
+def read_checkpoint_dataset(workdir, step):
+  """`read_dataset_item` of checkpoint `step` of a training workdir."""
+  return read_dataset_item(checkpoint_source(workdir, step))
+
+
 def read_checkpoint_item(workdir, item='state', step=None):
   """Restores one item of a training checkpoint as numpy, on any device topology (a run saved on 4 devices
   of 2 hosts exports on a laptop) -> (tree, step)."""
@@ -196,11 +272,26 @@ def read_checkpoint_item(workdir, item='state', step=None):
 
 
 def export_meta(config, step, source):
-  """meta.json of a V-Network export (META_KEYS) from the config; step None: not pretrained (a random init)."""
+  """meta.json of a V-Network export (META_KEYS) from the config, with the pretraining dataset ('dataset',
+  'dataset_fingerprint': `pretraining_dataset`); step None: not pretrained (a random init), no dataset."""
   d = config.data
-  return dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
+  meta = dict(arch=config.model.vnet, width=float(config.model.width), clip_len=int(d.clip_len),
               crop_size=int(d.crop_size), mean=list(d.mean), std=list(d.std),
               step=None if step is None else int(step), source=source)
+  if step is not None:
+    record = pretraining_dataset(config, source)
+    meta.update(dataset=record['name'], dataset_fingerprint=record['fingerprint'])
+  return meta
+
+
+def pretraining_dataset(config, source):
+  """The dataset record (`dataset_record`) of the networks an export takes from `source`: the record its source
+  checkpoint saved (one saved before dataset records: the config's dataset by name, fingerprint unknown); for a
+  source that is not a checkpoint (networks in memory), config.data.dataset_dir's."""
+  if isinstance(source, str) and os.path.isdir(source):
+    saved = read_dataset_item(source)
+    return saved or {'name': report.dataset_name(config.data.dataset_dir), 'dir': '', 'fingerprint': None}
+  return dataset_record(config.data.dataset_dir)
 
 
 def branch_meta(config):
@@ -239,3 +330,25 @@ def export_mode(config, workdir):
     print(f'exported V-Network {meta["arch"]} and {", ".join(BRANCH_NETWORKS)} (step {step}) to '
           f'{os.path.abspath(export_dir)}')
   return export_dir
+
+
+def preprocessing_warning(meta, dataset_dir):
+  """One line when an export (its meta) was pretrained under another preprocessing than the dataset it is now
+  evaluated on (csvr_jax/data/fingerprint.py), e.g. 'short side 128 vs 160'; None when they agree, or when
+  either has no fingerprint (older exports and datasets, random initialisations, torchvision weights)."""
+  if not meta or not meta.get('dataset_fingerprint'):
+    return None
+  target = dataset_record(dataset_dir)
+  differences = fingerprint_lib.preprocessing_differences(meta['dataset_fingerprint'], target['fingerprint'])
+  if not differences:
+    return None
+  return (f'warning: the backbone was pretrained on {meta.get("dataset", "?")} under other preprocessing than '
+          f'{target["name"]} (pretraining vs now): {"; ".join(differences)}')
+
+
+def warn_on_preprocessing_difference(meta, dataset_dir):
+  """Prints `preprocessing_warning` (process 0) and returns it."""
+  line = preprocessing_warning(meta, dataset_dir)
+  if line and jax.process_index() == 0:
+    print(line, flush=True)
+  return line

@@ -115,7 +115,7 @@ def is_user_facing(e):
   if isinstance(e, (UserError, FileNotFoundError)):
     return True
   names = {c.__name__ for c in type(e).__mro__}
-  if names & {'ParallelConfigError', 'NonFiniteLossError'}:
+  if names & {'ParallelConfigError', 'NonFiniteLossError', 'ResumeError'}:
     return True
   return isinstance(e, ValueError) and str(e).startswith('config.')
 

@@ -2,7 +2,9 @@
 
 results.json in a workdir: {'runs': [run, ...]}, one run per (method, downstream dataset, init_from, step):
   {'method', 'backbone', 'pretrain_data', 'epochs', 'pretrain_step', 'resolution', 'clip_len', 'dataset',
-   'init_from',
+   'init_from', 'pretrain_preprocessing' (the pretraining dataset's fingerprint fields PREPROCESSING_SHOWN, None:
+   not pretrained, absent: unknown), 'preprocessing_differences' (['short side 128 vs 160', ...]: pretraining vs
+   the evaluated dataset, csvr_jax/data/fingerprint.py),
    'metrics': {'finetune/top1', 'finetune/top5', 'linear_probe/top1', 'knn/top1', 'retrieval/R@k', ...},
    'per_class_accuracy': {'finetune': {class_name: acc}, 'linear_probe': {...}},
    'pretext': {'<step>': {'context/top1': ..., 'context/chance': ..., 'pose/mse_x100': ..., 'epoch': ...}},
@@ -30,11 +32,16 @@ import re
 
 import numpy as np
 
+from csvr_jax.data import fingerprint as fingerprint_lib
+
 RESULTS_FILE = 'results.json'
 REPORT_FILE = 'report.md'
 IDENTITY_KEYS = ('method', 'dataset', 'init_from', 'pretrain_step')
 DESCRIPTION_KEYS = ('method', 'backbone', 'pretrain_data', 'epochs', 'pretrain_step', 'resolution', 'clip_len',
                     'dataset', 'init_from')
+PREPROCESSING_KEYS = ('pretrain_preprocessing', 'preprocessing_differences')  # absent in older results.json
+# The pretraining dataset's preprocessing fields report.md shows for each run (the fingerprint holds more).
+PREPROCESSING_SHOWN = ('short_side', 'jpeg_quality', 'gop_policy', 'pose_source')
 BACKBONE_NAMES = {'c3d': 'C3D', 'r3d_18': 'R3D-18', 'r2plus1d_18': 'R(2+1)D-18', 'mc3_18': 'MC3-18',
                   's3d': 'S3D'}
 # Columns after the description, in order: (metric key, header).
@@ -85,6 +92,7 @@ def describe_run(config, meta):
   method = config.eval.method_name or method
   method = f'{method} ({label})' if label else method
   return {'method': method, 'backbone': backbone, 'pretrain_data': pretrain_data, 'epochs': epochs,
+          **preprocessing_description(meta, config.data.dataset_dir),
           'pretrain_step': step, 'resolution': int(config.data.crop_size), 'clip_len': int(config.data.clip_len),
           'dataset': dataset, 'init_from': config.checkpoint.init_from,
           'pretext': dict(meta.get('pretext', {})) if meta else {},
@@ -118,6 +126,20 @@ def pretext_meta(workdir, step):
         pretext.setdefault(s, {}).update(values)
     notes.update(r.get('pretext_notes', {}))
   return {'pretext': pretext, 'pretext_notes': notes} if pretext else {}
+
+
+def preprocessing_description(meta, dataset_dir):
+  """PREPROCESSING_KEYS of a run: the export's pretraining preprocessing (meta None: not pretrained; an export
+  without a fingerprint: unknown, no key) and how it differs from the evaluated dataset's."""
+  if meta is None or (meta.get('step') is None and meta.get('source') != 'torchvision'):  # a random init
+    return {'pretrain_preprocessing': None, 'preprocessing_differences': []}
+  pretrained = meta.get('dataset_fingerprint')
+  if not pretrained:
+    return {'preprocessing_differences': []}
+  shown = {k: v for k, v in (pretrained.get('preprocessing') or {}).items() if k in PREPROCESSING_SHOWN}
+  evaluated = fingerprint_lib.read_fingerprint(dataset_dir) if isinstance(dataset_dir, str) and dataset_dir else None
+  return {'pretrain_preprocessing': shown,
+          'preprocessing_differences': fingerprint_lib.preprocessing_differences(pretrained, evaluated)}
 
 
 def _to_json(x):
@@ -165,6 +187,7 @@ def update_results(workdir, run, metrics=None, per_class=None):
   entry.setdefault('pretext_notes', {}).update(run.get('pretext_notes', {}))
   entry['metrics'].update(metrics or {})
   entry['per_class_accuracy'].update(per_class or {})
+  entry.update({k: run[k] for k in PREPROCESSING_KEYS if k in run})
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RESULTS_FILE)
   with open(path + '.tmp', 'w') as f:
@@ -199,6 +222,24 @@ def results_table(runs):
     cells += [_pct(r['metrics'].get(key)) for key, _ in columns]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
+
+
+def preprocessing_line(run):
+  """'- CSVR (R3D-18, step 4): pretrained on k400, short side 128, JPEG quality 90, ...' for report.md."""
+  progress = f'{run["epochs"]} epochs' if run['epochs'] is not None else (
+      f'step {run["pretrain_step"]}' if run['pretrain_step'] is not None else None)
+  names = [BACKBONE_NAMES.get(run['backbone'], run['backbone'])] + ([progress] if progress else [])
+  head = f'- {run["method"]} ({", ".join(names)})'
+  if 'pretrain_preprocessing' not in run:
+    return f'{head}: pretrained on {run["pretrain_data"] or "-"}, preprocessing unknown'
+  if run['pretrain_preprocessing'] is None:
+    return f'{head}: not pretrained'
+  fields = run['pretrain_preprocessing']
+  shown = ', '.join(f'{fingerprint_lib.PREPROCESSING_FIELDS[k]} {fields[k]}' for k in PREPROCESSING_SHOWN
+                    if k in fields)
+  line = f'{head}: pretrained on {run["pretrain_data"]}, {shown or "preprocessing not recorded"}'
+  differences = run.get('preprocessing_differences') or []
+  return line + (f'; differs from {run["dataset"]}: {"; ".join(differences)}' if differences else '')
 
 
 def _slug(*parts):
@@ -372,6 +413,7 @@ def write_report(workdir):
   for dataset in sorted({r['dataset'] for r in downstream}):
     ds_runs = [r for r in downstream if r['dataset'] == dataset]
     lines += [f'## {dataset}', '', results_table(ds_runs), '']
+    lines += ['Pretraining data:', ''] + [preprocessing_line(r) for r in ds_runs] + ['']
     png = f'per_class_{_slug(dataset)}.png'
     if plot_per_class(ds_runs, os.path.join(workdir, png)):
       written.append(os.path.join(workdir, png))

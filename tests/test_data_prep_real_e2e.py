@@ -103,6 +103,10 @@ def test_clean_and_jerk_build_pretrain_export_retrieve(tmp_path):
   assert {'pose/d_loss', 'context/loss', 'video_rec/l2'} <= lines[-1].keys()
   export = checkpoint.export_mode(c, workdir)
   assert checkpoint.load_backbone_export(export)[1]['step'] == 3
+  fp = fingerprint.read_fingerprint(dataset_dir)  # carried into the checkpoint and the export
+  assert checkpoint.read_checkpoint_dataset(workdir, 3)['fingerprint'] == fp
+  assert {k: checkpoint.read_export_meta(export)[k] for k in ('dataset', 'dataset_fingerprint')} == {
+      'dataset': 'clean_and_jerk', 'dataset_fingerprint': fp}
 
   c.checkpoint.init_from = export
   c.data.num_eval_clips, c.eval.batch_size = 2, 8
@@ -112,3 +116,4 @@ def test_clean_and_jerk_build_pretrain_export_retrieve(tmp_path):
   assert r['knn/top1'] == r['retrieval/R@1'] and r['retrieval/R@1'] in (0.0, 0.5, 1.0)
   runs = json.load(open(tmp_path / 'retrieval' / 'results.json'))['runs']
   assert runs[0]['pretrain_step'] == 3 and runs[0]['metrics']['retrieval/R@1'] == pytest.approx(r['retrieval/R@1'])
+  assert runs[0]['pretrain_preprocessing']['short_side'] == 40 and runs[0]['preprocessing_differences'] == []

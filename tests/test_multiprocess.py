@@ -1,6 +1,7 @@
 """Real processes: kill -9 between checkpoints + rerun == uninterrupted (bitwise); two jax.distributed CPU
-processes (gloo) train in lockstep and hold identical parameters. Compiled steps are shared between the
-subprocesses through a persistent compilation cache."""
+processes (gloo) train in lockstep and hold identical parameters, and their checkpoint resumes in one process
+only with a fresh data order (the one-line error first). Compiled steps are shared between the subprocesses
+through a persistent compilation cache."""
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import pretrain_fixtures as fx  # tests/ is on sys.path (pytest rootdir-less import mode)
+import test_elastic_resume as elastic  # tests/ is on sys.path
 from csvr_jax import checkpoint
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrain_driver.py')
@@ -84,3 +86,15 @@ def test_two_processes_with_jax_distributed_hold_identical_params(env_and_data, 
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   _, step = _final_params(tmp_path)
   assert step == 2
+
+  # One process cannot take over the two processes' data shards: a one-line error says so and how to go on.
+  refused = elastic.drive(env, 1, tmp_path, data, 4, check=False)
+  assert refused.returncode != 0
+  last = refused.stderr.strip().splitlines()[-1]
+  assert last.startswith('csvr_jax.checkpoint.ResumeError: ') and (
+      'the Grain iterator state was written by 2 processes and this run has 1: each process reads its own shard '
+      'of the data, so the data order cannot follow a change in the number of processes; resume with 2 '
+      'processes, or set config.checkpoint.resume_data_order=False') in last, refused.stderr[-2000:]
+  fresh = elastic.drive(env, 1, tmp_path, data, 4, 'fresh_data_order')
+  assert 'resumed from step 2' in fresh.stdout and 'the data order starts afresh' in fresh.stdout
+  assert 'driver: done at step 4' in fresh.stdout and _final_params(tmp_path)[1] == 4

@@ -38,7 +38,9 @@ Pretraining rendering happens in the batch step: the map draws a sample's random
 flips; poses transformed) and the batch_fn (`_PretrainBatch`) decodes and crops every row straight into the
 batch arrays (in worker processes: into the shared memory grain hands batches over in), instead of per-sample
 arrays that Batch then copies; same draws, same pixels (`samples.pretrain_sample` is the one-row reference).
-The per-sample functions live in csvr_jax/data/samples.py.
+The per-sample functions live in csvr_jax/data/samples.py; what the loaders rely on in Grain beyond its public API,
+and the set-up of the loading and worker processes (malloc tuning, workers that exit with their parent), in
+csvr_jax/data/grain_adapter.py.
 
 Throughput (python -m csvr_jax.bench --what=pipeline; records prepared as data_prep.build does, 180 frames of
 128x170 JPEG q90 per video): see README. Per sample, CPU time on the dev VM splits into decoding the ~35
@@ -47,43 +49,16 @@ only the fields and frames it uses (records.SerializedRecord, ~4%), grain's samp
 sampling + poses + crop boxes (~5%).
 """
 import collections
-import ctypes
-import sys
 import threading
 import types
 
 import grain
 import jax
 import numpy as np
-from absl import flags
-from grain._src.python.ipc import shared_memory_array  # where grain's own batching writes worker output
 
+from csvr_jax.data import grain_adapter
 from csvr_jax.data import records
 from csvr_jax.data import samples
-
-
-def _keep_large_buffers_in_heap():
-  """Raise glibc's mmap threshold (32 MB) and trim threshold (128 MB) in this process.
-
-  A record holds a whole video (~3 MB of JPEGs) and is read into a fresh buffer per sample. Above glibc's
-  default 128 KB mmap threshold every such buffer is a new mapping whose pages fault in one by one; on these
-  VMs that made reading one 3 MB record cost 16-17 ms of CPU instead of 4.6 ms (ArrayRecordReader.read, same
-  record, same process, without / with this). The price: freed blocks below 32 MB stay in the heap, so a
-  process's RSS can sit somewhat above its live data. Runs at import, so Grain worker processes (which import
-  this module to unpickle the transforms) get it too.
-  """
-  if not sys.platform.startswith('linux'):
-    return
-  try:
-    libc = ctypes.CDLL('libc.so.6')
-  except OSError:  # not glibc (e.g. musl): nothing to tune
-    return
-  m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers from glibc's malloc.h
-  libc.mallopt(m_mmap_threshold, 32 << 20)
-  libc.mallopt(m_trim_threshold, 128 << 20)
-
-
-_keep_large_buffers_in_heap()
 
 
 class IndexedSource:
@@ -97,6 +72,10 @@ class IndexedSource:
 
   def __getitem__(self, index):
     return int(index), self._source[index]
+
+  def __setstate__(self, state):  # unpickled in a worker process as it starts
+    grain_adapter.setup_worker_process()
+    self.__dict__.update(state)
 
   def __repr__(self):  # grain compares it when restoring an iterator state
     return f'IndexedSource({self._name}, n={len(self)})'
@@ -126,7 +105,8 @@ class EvalClipSource:
     del state['_cache'], state['_lock']
     return state
 
-  def __setstate__(self, state):
+  def __setstate__(self, state):  # unpickled in a worker process as it starts
+    grain_adapter.setup_worker_process()
     self.__dict__.update(state)
     self._init_cache()
 
@@ -187,33 +167,25 @@ class _PretrainMap(grain.transforms.RandomMap):
     return _PendingSample(*samples.pretrain_draws(_as_record(record), index, self._c, rng))
 
 
-class _PretrainBatch:
+class _PretrainBatch(grain_adapter.SharedMemoryOutput):
   """grain batch_fn of the pretrain loader: renders each sample's views straight into the batch arrays.
 
   Measured on the dev VM, toggling within one loader: +11-15% samples per core against rendering in the map and
   stacking, of which the saved np.stack copy is ~1.5%; the rest likely comes from decoding and resizing the
   batch's frames back to back (decoder and resize code and tables stay in the CPU caches instead of alternating
-  with record reads and parsing). In worker processes grain asks for shared-memory output
-  (`enable_shared_memory_output`): the batch is then rendered straight into the shared memory it is handed
-  over in, as grain's own batching does.
+  with record reads and parsing). In worker processes the arrays are Grain's shared memory
+  (grain_adapter.SharedMemoryOutput): the batch is rendered straight into the memory it is handed over in, as
+  grain's own batching does.
   """
 
   def __init__(self, data_config):
     self._c = _params(data_config)
-    self._shared = False
-
-  def enable_shared_memory_output(self):
-    self._shared = True
-
-  def _empty(self, shape):
-    if self._shared:
-      return shared_memory_array.SharedMemoryArray(shape, dtype=np.uint8)
-    return np.empty(shape, np.uint8)
 
   def __call__(self, pending):
     c, b, s = self._c, len(pending), self._c.crop_size
-    batch = {'clip': self._empty((b, c.clip_len, s, s, 3)), 'future_clip': self._empty((b, c.future_len, s, s, 3)),
-             'iframes': self._empty((b, c.max_iframes, s, s, 3))}
+    batch = {'clip': self.empty((b, c.clip_len, s, s, 3), np.uint8),
+             'future_clip': self.empty((b, c.future_len, s, s, 3), np.uint8),
+             'iframes': self.empty((b, c.max_iframes, s, s, 3), np.uint8)}
     for row, sample in enumerate(pending):
       samples.render_pretrain(sample.jpegs, sample.views, s, batch['clip'][row], batch['future_clip'][row],
                               batch['iframes'][row])
@@ -271,8 +243,7 @@ def split_size(dataset_dir, split):
 def _loader(source, sampler, operations, shard, data_config, num_workers):
   if num_workers is None:
     num_workers = data_config.num_workers
-  if num_workers > 0 and not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags; outside absl.app.run (DESIGN.md)
+  grain_adapter.prepare_loader(num_workers)
   # No read-ahead threads: each worker process reads a record (~1 MB, ~0.5 ms) right before mapping it. The
   # pipeline is CPU-bound, and worker processes already overlap one another's reads; grain's read threads
   # (2 threads, 16 records ahead) cost ~15% of the samples per core on the dev VM (GIL hand-offs, futures,

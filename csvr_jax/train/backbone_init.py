@@ -167,6 +167,7 @@ def load_downstream(config, bn_axis_name=None):
     modules['vnet'], variables['vnet'], meta = load_backbone(config, bn_axis_name)
   else:
     meta = _meta_only(config)
+  checkpoint.warn_on_preprocessing_difference(meta, config.data.dataset_dir)
   if 'pose_g' in names:
     branches, branch_vars = _branches(config, meta, 'integration' in names, modules.get('vnet'))
     channels = _feature_channels(config, modules['vnet']) if 'integration' in names else None
