@@ -13,6 +13,7 @@ def get_config(arg=None):
   c.model.dtype = 'bfloat16'
   c.model.conv_impl = 'fold_s2d'  # channels padded to 8, space-to-depth RGB stem: finetune 1.12-1.18x torch.compile (H200)
   c.train.epochs = 200
+  c.model.video_gan = 'tgan2'  # TGAN v2 as the paper's video branch is: sparse training, dense rendering
   # The GPU pretraining step spends minutes autotuning its 3D convolutions: a restart (preemption) reuses them.
   c.train.compilation_cache_dir = 'jax_cache'
   c.data.num_workers = 8
