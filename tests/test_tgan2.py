@@ -47,6 +47,20 @@ def test_frame_indices_and_real_levels_match_a_direct_formula():
     np.testing.assert_allclose(np.asarray(reals[l]), pooled, rtol=1e-6, atol=1e-6)
 
 
+def test_level_l2_counts_every_pixel_of_every_level_once():
+  rng = np.random.default_rng(7)
+  shapes = tgan2.level_shapes((4, 8, 8), 3)
+  fake = tuple(rng.uniform(-1, 1, size=(2,) + s + (3,)).astype(np.float32) for s in shapes)
+  real = tuple(rng.uniform(-1, 1, size=(2,) + s + (3,)).astype(np.float32) for s in shapes)
+  sq = sum(np.sum((f.astype(np.float64) - r) ** 2) for f, r in zip(fake, real))
+  pixels = sum(f[..., 0].size for f in fake)  # 2 * (4*2*2 + 2*4*4 + 1*8*8)
+  assert pixels == 2 * (16 + 32 + 64)
+  got = objectives.video_l2(tuple(map(jnp.asarray, fake)), tuple(map(jnp.asarray, real)))
+  np.testing.assert_allclose(float(got), sq / pixels, rtol=1e-5)
+  np.testing.assert_allclose(float(objectives.video_l2(jnp.asarray(fake[0]), jnp.asarray(real[0]))),
+                             np.sum((fake[0] - real[0]) ** 2) / fake[0][..., 0].size, rtol=1e-5)
+
+
 @pytest.fixture(scope='module')
 def tiny_generator():
   rng = np.random.default_rng(1)
@@ -134,7 +148,7 @@ def test_dense_rendering_from_a_tgan2_trained_state():
   for i in range(2):
     st, m = fns.train_step(st, parallel.host_to_global(fx.random_batch(c, i), mesh), i)
   assert np.isfinite(float(m['video_rec/l2'])) and 'video_rec/d_loss' in m
-  f_i = jnp.asarray(np.random.default_rng(5).normal(size=(2,) + networks._vnet_feature_shape(c)), jnp.float32)
+  f_i = jnp.asarray(np.random.default_rng(5).normal(size=(2,) + networks.vnet_feature_shape(c)), jnp.float32)
   keys = jax.random.split(jax.random.PRNGKey(6), 2)
   render = jax.jit(functools.partial(nets.apply, 'video_g_rec', train=False))
   dense, _ = render(st.params['video_g_rec'], st.batch_stats['video_g_rec'], f_i, noise_keys=keys)

@@ -104,7 +104,7 @@ def video_branch_rows(config, variants=networks.VIDEO_GANS):
   sizes: 'video_g_rec', 'video_g_pred' (one pass each), 'video_d_rec', 'video_d_pred' (real + fake: two
   passes), 'generators', 'discriminators', 'total', 'video_g_dense' (one generator rendering every frame at
   full resolution: inference), and for tgan2 'video_d_level{l}' (one pass of level l's discriminator)."""
-  f_i = jax.ShapeDtypeStruct((1,) + networks._vnet_feature_shape(config), jnp.float32)  # pylint: disable=protected-access
+  f_i = jax.ShapeDtypeStruct((1,) + networks.vnet_feature_shape(config), jnp.float32)
   z = jax.ShapeDtypeStruct((1, config.model.video_noise_dim), jnp.float32)
   d = config.data
   table = {}

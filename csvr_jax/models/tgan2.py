@@ -15,7 +15,7 @@ Levels l = 0 .. L-1 (L = `levels`) of a clip of T frames at S x S:
     offsets the generator renders densely: no subsampling, only the last head, a (B, T, S, S, 3) clip - the
     same parameters, and (the level blocks and heads being per-frame) in inference mode the same frames as
     the sparse level L-1 render at its frame indices.
-  Widths: trunk 4c; level l >= 1: c * 2^max(0, L-2-l) (TGAN v2's halving, the last two levels equal).
+  Widths (`level_width`): trunk 4c; level l >= 1: c * min(4, 2^(L-1-l)), c at full resolution.
 
 `MultiLevelDiscriminator(xs)`: one video_gan.VideoDiscriminator per level (sub-trees 'level0' ...), logits
 (L, B). Real clips are brought to the levels by `real_levels` with the generator's offsets: frames selected
@@ -128,6 +128,14 @@ def trunk_plan(map_shape, out_shape, levels):
   return tuple(b for _, b in plans), ups
 
 
+def level_width(channels, levels, level):
+  """Channels of the trunk (level 0): 4c; of level l's block: c at full resolution, doubling per halving of
+  the resolution (as the dense generator's blocks), at most 4c."""
+  if level == 0:
+    return 4 * channels
+  return channels * min(4, 2 ** (levels - 1 - level))
+
+
 class TGAN2Generator(nn.Module):
   """(f_i (B,T1,H1,W1,C1), z (B,Z)) -> the L level renders (offsets given) or a dense (B,T,H,W,3) clip."""
   channels: int = 64
@@ -158,7 +166,7 @@ class TGAN2Generator(nn.Module):
       h = jax.image.resize(h, h.shape[:1] + base + h.shape[-1:], method='linear')
     zc = nn.Dense(self.channels, dtype=self.dtype, name='noise')(z.astype(self.dtype))
     h = jnp.concatenate([h, jnp.broadcast_to(zc[:, None, None, None], h.shape[:4] + zc.shape[-1:])], axis=-1)
-    width = 4 * self.channels
+    width = level_width(self.channels, self.levels, 0)
     h = nn.Conv(width, (1, 1, 1), dtype=self.dtype, name='proj')(h)
     for i, up in enumerate(ups):
       h = video_gan.GenBlock3D(width, up, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
@@ -168,8 +176,8 @@ class TGAN2Generator(nn.Module):
       if level > 0:
         if offsets is not None:
           h = subsample_frames(h, offsets[:, level - 1])
-        width = self.channels * 2 ** max(0, self.levels - 2 - level)
-        h = FrameGenBlock(width, dtype=self.dtype, bn_axis_name=self.bn_axis_name, name=f'level{level}')(h, train)
+        h = FrameGenBlock(level_width(self.channels, self.levels, level), dtype=self.dtype,
+                          bn_axis_name=self.bn_axis_name, name=f'level{level}')(h, train)
       if offsets is not None or level == self.levels - 1:
         renders.append(self._render(h, level, train))
     return tuple(renders) if offsets is not None else renders[-1]

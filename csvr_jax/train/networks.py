@@ -113,7 +113,7 @@ def _output(name, out):
   return out
 
 
-def _vnet_feature_shape(config):
+def vnet_feature_shape(config):
   """Shape of the V-Network's last feature map for one clip, from abstract evaluation (no compile)."""
   m, d = config.model, config.data
   vnet = models.get_video_backbone(m.vnet, width=m.width, dtype=m.dtype, conv_impl=m.conv_impl)
@@ -127,7 +127,7 @@ def _branch_modules(config, axis):
   from csvr_jax.models import heads, integration, pose_gan  # pylint: disable=g-import-not-at-top
   m, d = config.model, config.data
   dtype = jnp.dtype(m.dtype)
-  channels = _vnet_feature_shape(config)[-1]
+  channels = vnet_feature_shape(config)[-1]
   head = lambda name: heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dtype, name=name)
   rec, pred = (video_gan_modules(config, frames, axis) for frames in (d.clip_len, d.future_len))
   return {

@@ -16,7 +16,9 @@ Choices where the paper is silent (also in README "Implementation notes"):
   * stage weights: eq. 9's sigma_p, sigma_c are applied in every stage (a branch trained alone is scaled too);
   * networks that a stage runs but does not train run in inference mode (BatchNorm running statistics);
   * the pixel L2 compares the generator output in [-1, 1] with the augmented clip mapped to [-1, 1];
-  * colour jitter / blur of the clip and its future clip share one draw (one video), I-frames draw their own.
+  * colour jitter / blur of the clip and its future clip share one draw (one video), I-frames draw their own;
+  * tgan2 video GANs (model.video_gan): the adversarial losses are means over levels and samples (TGAN v2),
+    the pixel L2 runs over the pixels of all levels together (`video_l2`; docs/design.md, Networks).
 """
 import jax
 import jax.numpy as jnp
@@ -216,9 +218,12 @@ def render_video(run, name, f_i, target, key, levels):
 
 
 def video_l2(fake, real):
-  """Eq. 6/7's pixel L2; for tgan2 levels the mean over levels of each level's L2 (design.md, Networks)."""
+  """Eq. 6/7's pixel L2. tgan2 levels count as one video (TGAN v2 concatenates its levels' outputs for the
+  losses): squared errors summed over the pixels of every level / their total number, so a level weighs by
+  its pixel count, the sparse full-resolution one most (docs/design.md, Networks)."""
   if isinstance(fake, tuple):
-    return jnp.mean(jnp.stack([losses.pixel_l2_loss(f, r) for f, r in zip(fake, real)]))
+    pixels = [f[..., 0].size for f in fake]
+    return sum(n * losses.pixel_l2_loss(f, r) for f, r, n in zip(fake, real, pixels)) / sum(pixels)
   return losses.pixel_l2_loss(fake, real)
 
 
