@@ -20,11 +20,13 @@ def choices():
   from csvr_jax import models  # deferred: imports JAX and flax
   from csvr_jax.data import sampling
   from csvr_jax.models import backbone_layers, downstream, integration
+  from csvr_jax.train import networks
   return {
       'model.vnet': tuple(models.VIDEO_BACKBONES),
       'model.inet': tuple(models.IMAGE_BACKBONES),
       'model.conv_impl': backbone_layers.CONV_IMPLS,
       'model.integration': tuple(integration.INTEGRATIONS),
+      'model.video_gan': networks.VIDEO_GANS,
       'model.dtype': DTYPES,
       'data.short_video_policy': sampling.POLICIES,
       'optim.name': OPTIMIZERS,

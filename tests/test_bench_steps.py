@@ -69,6 +69,15 @@ def test_ratios_pair_each_jax_variant_with_each_torch_mode():
   assert bench_report.ratios(results) == {'r3d_18_nhwc': {'jax/torch_eager': 1.5, 'jax/torch_compile': 0.75}}
 
 
+def test_ratios_of_the_pretraining_step_per_video_gan():
+  from csvr_jax.benchmarks import bench_report
+  row = lambda mode, gan, clips: dict(what='pretrain_step', arch='r3d_18', stage='joint', gan_update=mode,
+                                      video_gan=gan, clips_per_s=clips)
+  results = [row('one_stage', 'dense', 100.), row('alternating', 'dense', 50.), row('one_stage', 'tgan2', 300.)]
+  assert bench_report.ratios(results) == {'r3d_18_pretrain': {'one_stage/alternating': 2.0},
+                                          'r3d_18_pretrain_one_stage': {'tgan2/dense': 3.0}}
+
+
 @pytest.mark.skipif(importlib.util.find_spec('torch') is None or importlib.util.find_spec('torchvision') is None,
                     reason='torch/torchvision not importable')
 def test_torch_reference_eager_on_cpu(tmp_path):

@@ -53,8 +53,15 @@ def test_conv_impl_reaches_the_v_network_and_keeps_its_parameters():
   with pytest.raises(ValueError, match="unknown conv impl 'nope'"):
     shapes(pad8)
 
-def test_one_stage_and_alternating_give_the_same_gradients(engine):
+@pytest.mark.parametrize('video_gan', ['dense', 'tgan2'])
+def test_one_stage_and_alternating_give_the_same_gradients(engine, video_gan):
+  """The joint stage: pose D and both video D's (tgan2: three levels, a D each) trained at once."""
   c, nets, init = engine
+  if video_gan == 'tgan2':
+    c = fx.tiny_config()
+    c.model.video_gan, c.model.video_gan_levels = 'tgan2', 3
+    nets = networks.Networks(c)
+    init = fx.fast_init(nets)
   mesh = parallel.make_mesh(c)
   st, opt = _state(c, nets, init, mesh)
   stage = schedule.resolve_stages(c, c.train.total_steps)[0]
@@ -64,6 +71,8 @@ def test_one_stage_and_alternating_give_the_same_gradients(engine):
   g2, d2 = jax.device_get(fns.grads_fn['alternating'](st, batch))
   assert set(g1) == {'vnet', 'inet', 'heads', 'pose_g', 'integration', 'video_g_rec', 'video_g_pred'}
   assert set(d1) == {'pose_d', 'video_d_rec', 'video_d_pred'}
+  if video_gan == 'tgan2':
+    assert sorted(d1['video_d_rec']) == ['level0', 'level1', 'level2']
   for a, b in ((g1, g2), (d1, d2)):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), a, b)
   # The adversarial term really reaches the generators: their gradient is not the L2 term's alone.

@@ -1,5 +1,6 @@
 """Video GAN: upsampling plan, generator shapes and range, per-sample conditional D, and the whole CSVR chain
-(backbone -> integration -> generators -> discriminators) at the paper's sizes for every backbone (eval_shape)."""
+(backbone -> integration -> generators -> discriminators, dense and tgan2) at the paper's sizes for every backbone
+(eval_shape)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from csvr_jax.models import get_video_backbone
 from csvr_jax.models import integration
 from csvr_jax.models import pose_gan
+from csvr_jax.models import tgan2
 from csvr_jax.models import video_gan
 from fast_init import fast_variables  # tests/ is on sys.path (pytest rootdir-less import mode)
 
@@ -81,3 +83,13 @@ def test_paper_size_chain(name):
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(g_vars['params']))
   logits, _ = jax.eval_shape(lambda v, c: disc.init_with_output(key, v, c), video, s(b, c1))
   assert logits.shape == (b,)
+  # TGAN v2 (model.video_gan='tgan2'): four levels in training, the dense clip at inference.
+  gen2 = tgan2.TGAN2Generator(channels=64, noise_dim=32, out_shape=(16, 112, 112), levels=4, dtype=jnp.bfloat16)
+  offsets = jax.ShapeDtypeStruct((b, 3), jnp.int32)
+  levels, g2_vars = jax.eval_shape(lambda f, z, o: gen2.init_with_output(key, f, z, offsets=o), f_i, s(b, 32), offsets)
+  assert [x.shape for x in levels] == [(b,) + shape + (3,) for shape in tgan2.level_shapes((16, 112, 112), 4)]
+  dense = jax.eval_shape(lambda v, f, z: gen2.apply(v, f, z), g2_vars, f_i, s(b, 32))
+  assert dense.shape == (b, 16, 112, 112, 3) and dense.dtype == jnp.float32
+  disc2 = tgan2.MultiLevelDiscriminator(channels=32, levels=4, dtype=jnp.bfloat16)
+  logits, _ = jax.eval_shape(lambda xs: disc2.init_with_output(key, xs), levels)
+  assert logits.shape == (4, b)

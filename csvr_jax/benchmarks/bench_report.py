@@ -11,18 +11,29 @@ import os
 import sys
 
 
+def _video_gan(r):
+  """'' for the dense video GAN (the names of earlier reports), else model.video_gan (e.g. 'tgan2')."""
+  return '' if r.get('video_gan', 'dense') == 'dense' else r['video_gan']
+
+
 def ratios(results):
   """{arch[_label]: {'jax/torch_eager': x, ...}} from clips/s of each JAX finetune result over each torch
-  result, and {arch[_label]_pretrain: {'one_stage/alternating': x}} for the joint pretraining step."""
+  result, {arch[_label][_tgan2]_pretrain: {'one_stage/alternating': x}} for the joint pretraining step, and
+  {arch[_label]_pretrain_MODE: {'tgan2/dense': x}} when both video GANs were measured."""
   out = {}
-  joint = {}
+  joint, by_gan = {}, {}
   for r in results:
     if r.get('what') == 'pretrain_step' and r.get('stage') == 'joint' and 'clips_per_s' in r:
-      joint.setdefault('_'.join(x for x in (r['arch'], r.get('label')) if x), {})[r['gan_update']] = r
+      joint.setdefault('_'.join(x for x in (r['arch'], r.get('label'), _video_gan(r)) if x), {})[r['gan_update']] = r
+      key = '_'.join(x for x in (r['arch'], r.get('label'), 'pretrain', r['gan_update']) if x)
+      by_gan.setdefault(key, {})[r.get('video_gan', 'dense')] = r
   for key, modes in joint.items():
     if 'one_stage' in modes and 'alternating' in modes:
       out[f'{key}_pretrain'] = {
           'one_stage/alternating': modes['one_stage']['clips_per_s'] / modes['alternating']['clips_per_s']}
+  for key, gans in by_gan.items():
+    if 'dense' in gans and 'tgan2' in gans:
+      out[key] = {'tgan2/dense': gans['tgan2']['clips_per_s'] / gans['dense']['clips_per_s']}
   for j in results:
     if j.get('impl') != 'jax' or j.get('what') != 'finetune_step' or 'clips_per_s' not in j:
       continue
@@ -38,7 +49,7 @@ def print_table(results, rat):
         f'{"peak GB":>8s}')
   for r in results:
     impl = '_'.join(str(x) for x in (r.get('impl'), r.get('label'), r.get('conv_impl'), r.get('stage'),
-                                     r.get('gan_update')) if x)
+                                     r.get('gan_update'), _video_gan(r)) if x)
     if 'ms_per_step' not in r:
       print(f'{r.get("what", "finetune_step"):14s} {r.get("arch", ""):12s} {impl:26s} '
             f'{(r.get("error") or r.get("skipped", ""))[:60]}')
@@ -74,7 +85,7 @@ def summary_lines(report, top=12):
   lines = [f'card {report.get("card")}  date {report.get("date")}  jax {report.get("jax_version")}']
   for r in report['results']:
     name = ' '.join(str(r.get(k)) for k in ('what', 'arch', 'impl', 'label', 'conv_impl', 'stage', 'gan_update',
-                                             'xla_flags') if r.get(k))
+                                             'video_gan', 'xla_flags') if r.get(k))
     lines.append(f'\n== {name}')
     for k in ('ms_per_step', 'clips_per_s', 'mfu', 'peak_bytes', 'compile_s', 'warmup_s', 'xla_flops',
               'flops_per_step', 'error', 'skipped'):

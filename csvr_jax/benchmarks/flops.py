@@ -4,7 +4,8 @@ Analytic: every convolution's FLOPs are 2 x (output elements) x (kernel volume x
 multiply-add counts as 2 FLOPs, read off the real modules while jax.eval_shape traces them (nothing is
 computed or allocated). BatchNorm, ReLU, pooling and residual additions are not counted (< 1% here), nor is
 any classifier - the same convention as torchvision's published numbers, printed beside ours.
-When csvr_jax/benchmarks/branch_flops.py exists, its per-network table for configs/base.py follows.
+When csvr_jax/benchmarks/branch_flops.py exists, its per-network table for configs/base.py follows, then the
+video branch of one training step with the dense and the tgan2 video GAN side by side (model.video_gan).
 """
 import importlib
 import math
@@ -92,6 +93,28 @@ def print_branch_table():
   print(f'{"network":14s} {"params":>12s} {"GFLOP":>9s}')
   for name, params, gflops in branch_flops.branch_rows(base.get_config()):
     print(f'{name:14s} {params:>12,d} {gflops:9.2f}')
+  print_video_branch_table(branch_flops.video_branch_rows(base.get_config()))
+
+
+VIDEO_PARTS = (('video_g_rec', 'video_g_rec'), ('video_g_pred', 'video_g_pred'),
+               ('video_d_rec (real+fake)', 'video_d_rec'), ('video_d_pred (real+fake)', 'video_d_pred'),
+               ('generators', 'generators'), ('discriminators', 'discriminators'),
+               ('total (training)', 'total'), ('one G rendering densely', 'video_g_dense'))
+
+
+def print_video_branch_table(table):
+  """table: branch_flops.video_branch_rows(...) for 'dense' and 'tgan2'."""
+  from configs import base  # pylint: disable=import-outside-toplevel
+  c = base.get_config()
+  print(f'\nVideo branch, one training step per clip ({c.data.clip_len}x{c.data.crop_size}x{c.data.crop_size}, '
+        f'G {c.model.video_g_channels} / D {c.model.video_d_channels} channels; forward GFLOP, XLA cost analysis)')
+  print(f'{"part":26s} {"dense":>9s} {"tgan2":>9s} {"tgan2/dense":>11s}')
+  dense, sparse = table['dense'], table['tgan2']
+  for label, key in VIDEO_PARTS:
+    print(f'{label:26s} {dense[key]:9.2f} {sparse[key]:9.2f} {sparse[key] / dense[key]:11.3f}')
+  levels = sorted(k for k in sparse if k.startswith('video_d_level'))
+  print('tgan2 discriminator per level, one pass: ' + ', '.join(
+      f'L{k[len("video_d_level"):]} {sparse[k]:.2f}' for k in levels))
 
 
 def main():

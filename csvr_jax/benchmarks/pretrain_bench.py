@@ -1,6 +1,7 @@
 """Pretraining-step benchmark: the full CSVR step of csvr_jax/train/steps.py on a synthetic batch.
 
-`python -m csvr_jax.bench --what=pretrain_step --arch=r3d_18 --batch=16 --gan_update=one_stage,alternating`
+`python -m csvr_jax.bench --what=pretrain_step --arch=r3d_18 --batch=16 --gan_update=one_stage,alternating
+ --video_gan=dense,tgan2`
 
 Measures, per `gan_update` mode (all programs compiled at once, in parallel threads), ms per batch, clips/s, MFU and peak memory of the joint stage (all three
 branches, every network trainable) exactly as the training loop runs it (`StepFns.train_step`: one jitted
@@ -37,17 +38,19 @@ def _define(kind, name, default, help_text):
 _define('list', 'gan_update', ['one_stage', 'alternating'], 'Pretraining GAN update modes to measure.')
 _define('bool', 'pretrain_branches', False, 'Also time the single-branch stages (per-branch breakdown).')
 _define('bool', 'pretrain_joint', True, 'Time the joint stage (false: only --pretrain_branches).')
+_define('list', 'video_gan', ['dense'], 'Video GANs (model.video_gan) to measure, one after the other: dense, tgan2.')
 FLAGS = flags.FLAGS
 
 BRANCH_STAGES = ('pose', 'context', 'video_warmup')
 
 
-def pretrain_config(arch, *, batch, frames, crop, width, dtype, gan_update, remat, conv_impl=''):
+def pretrain_config(arch, *, batch, frames, crop, width, dtype, gan_update, remat, conv_impl='', video_gan=''):
   """configs/base.py with the benchmark's sizes and a schedule holding every stage (10 steps each).
 
-  `conv_impl` '' keeps base.py's model.conv_impl."""
+  `conv_impl` / `video_gan` '' keep base.py's model.conv_impl / model.video_gan."""
   from configs import base  # pylint: disable=import-outside-toplevel  # ml_collections only here
   c = base.get_config()
+  c.model.video_gan = video_gan or c.model.video_gan
   c.model.vnet, c.model.width, c.model.dtype = arch, width, dtype
   c.model.conv_impl = conv_impl or c.model.conv_impl
   c.data.clip_len, c.data.future_len, c.data.crop_size = frames, frames, crop
@@ -174,6 +177,12 @@ def peak_bytes():
 
 
 def bench_pretrain(arch):
+  """bench_pretrain_variant for each --video_gan in turn (same process, same device)."""
+  for video_gan in FLAGS.video_gan:
+    yield from bench_pretrain_variant(arch, video_gan)
+
+
+def bench_pretrain_variant(arch, video_gan):
   """Yields a result dict for each --gan_update mode of the joint stage, then (--pretrain_branches) of each
   single-branch stage.
 
@@ -188,9 +197,10 @@ def bench_pretrain(arch):
   from csvr_jax.train import steps as steps_lib  # pylint: disable=import-outside-toplevel
   modes = list(FLAGS.gan_update)
   config = pretrain_config(arch, batch=FLAGS.batch, frames=FLAGS.frames, crop=FLAGS.crop, width=FLAGS.width,
-                           dtype=FLAGS.dtype, gan_update=modes[0], remat=FLAGS.remat, conv_impl=FLAGS.conv_impl)
+                           dtype=FLAGS.dtype, gan_update=modes[0], remat=FLAGS.remat, conv_impl=FLAGS.conv_impl,
+                           video_gan=video_gan)
   base = dict(what='pretrain_step', arch=arch, batch=FLAGS.batch, label=FLAGS.label, impl='jax',
-              conv_impl=config.model.conv_impl)
+              conv_impl=config.model.conv_impl, video_gan=config.model.video_gan)
   try:
     mesh = parallel.make_mesh(config)
     nets = networks.Networks(config)

@@ -7,7 +7,10 @@ the per-module signatures from the objectives:
   pose_g(pose_in (B,T,2N), conf (B,T,N)) -> (P_gen (B,T',2N), f_d)   (noise from noise_keys)
   pose_d(P (B,T',2N), P_in (B,T,2N)) -> logits (B,)
   integration(f_s, f_d) -> f_i;   video_g_*(f_i) -> video (B,T,S,S,3) in [-1, 1];   video_d_*(video) -> (B,)
+  with model.video_gan='tgan2': video_g_*(f_i, offsets=(B, L-1)) -> tuple of L level clips (training),
+  video_g_*(f_i) -> the dense clip as above; video_d_*(levels) -> (L, B) (csvr_jax/models/tgan2.py).
 Noise is drawn per sample from `noise_keys` (B,) so that it does not depend on how the batch is split.
+Keyword arguments of `apply` beyond these go to the module's call.
 """
 from typing import Callable
 
@@ -55,6 +58,7 @@ class Networks:
     self.noise_dims = {'pose_g': m.pose_noise_dim, 'video_g_rec': m.video_noise_dim,
                        'video_g_pred': m.video_noise_dim}
     self.clip_shape = (d.clip_len, d.crop_size, d.crop_size, 3)
+    self.video_levels = m.video_gan_levels if m.video_gan == 'tgan2' else None  # None: dense video GAN
 
   def apply(self, name, params, batch_stats, *args, train, noise_keys=None, **kwargs):
     module = self.modules[name]
@@ -81,9 +85,9 @@ class Networks:
     z = lambda name: jnp.zeros((b, self.noise_dims[name]), jnp.float32)
     variables = {}
 
-    def init(name, *args):
-      variables[name] = self.modules[name].init(keys[name], *args, train=False)
-      return _output(name, self.modules[name].apply(variables[name], *args, train=False))
+    def init(name, *args, **kw):
+      variables[name] = self.modules[name].init(keys[name], *args, train=False, **kw)
+      return _output(name, self.modules[name].apply(variables[name], *args, train=False, **kw))
 
     v_out = init('vnet', clip)
     i_out = init('inet', clip[:, 0])
@@ -92,8 +96,10 @@ class Networks:
     del tf
     init('pose_d', p_gen, pose_in)
     f_i = init('integration', v_out['features'], f_d)
+    # tgan2: initialised through the level path, which runs every block and render head.
+    levels = {} if self.video_levels is None else {'offsets': jnp.zeros((b, self.video_levels - 1), jnp.int32)}
     for target in ('rec', 'pred'):
-      video = init('video_g_' + target, f_i, z('video_g_' + target))
+      video = init('video_g_' + target, f_i, z('video_g_' + target), **levels)
       init('video_d_' + target, video)
     return variables
 
@@ -107,7 +113,7 @@ def _output(name, out):
   return out
 
 
-def _vnet_feature_shape(config):
+def vnet_feature_shape(config):
   """Shape of the V-Network's last feature map for one clip, from abstract evaluation (no compile)."""
   m, d = config.model, config.data
   vnet = models.get_video_backbone(m.vnet, width=m.width, dtype=m.dtype, conv_impl=m.conv_impl)
@@ -118,15 +124,12 @@ def _vnet_feature_shape(config):
 
 def _branch_modules(config, axis):
   """heads, pose GAN, integration, video GANs from csvr_jax.models (branch sizes from config.model)."""
-  from csvr_jax.models import heads, integration, pose_gan, video_gan  # pylint: disable=g-import-not-at-top
+  from csvr_jax.models import heads, integration, pose_gan  # pylint: disable=g-import-not-at-top
   m, d = config.model, config.data
   dtype = jnp.dtype(m.dtype)
-  channels = _vnet_feature_shape(config)[-1]
+  channels = vnet_feature_shape(config)[-1]
   head = lambda name: heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dtype, name=name)
-  gen = lambda frames: video_gan.VideoGenerator(channels=m.video_g_channels, noise_dim=m.video_noise_dim,
-                                                out_shape=(frames, d.crop_size, d.crop_size), dtype=dtype,
-                                                bn_axis_name=axis)
-  disc = lambda: video_gan.VideoDiscriminator(channels=m.video_d_channels, dtype=dtype)
+  rec, pred = (video_gan_modules(config, frames, axis) for frames in (d.clip_len, d.future_len))
   return {
       'heads': ContextHeads(head),
       'pose_g': pose_gan.PoseGenerator(channels=m.pose_channels, encoder_layers=m.pose_encoder_layers,
@@ -135,9 +138,31 @@ def _branch_modules(config, axis):
       'pose_d': pose_gan.PoseDiscriminator(channels=m.pose_channels, dtype=dtype),
       'integration': integration.get_integration(m.integration, channels=channels, dtype=dtype,
                                                  bn_axis_name=axis),
-      'video_g_rec': gen(d.clip_len), 'video_d_rec': disc(),
-      'video_g_pred': gen(d.future_len), 'video_d_pred': disc(),
+      'video_g_rec': rec[0], 'video_d_rec': rec[1],
+      'video_g_pred': pred[0], 'video_d_pred': pred[1],
   }
+
+
+VIDEO_GANS = ('tgan2', 'dense')
+
+
+def video_gan_modules(config, frames, bn_axis_name=None):
+  """(generator, discriminator) of one video target with `frames` frames, by config.model.video_gan."""
+  from csvr_jax.models import tgan2, video_gan  # pylint: disable=g-import-not-at-top
+  m, d = config.model, config.data
+  out_shape, dtype = (frames, d.crop_size, d.crop_size), jnp.dtype(m.dtype)
+  kw = dict(channels=m.video_g_channels, noise_dim=m.video_noise_dim, out_shape=out_shape, dtype=dtype,
+            bn_axis_name=bn_axis_name)
+  if m.video_gan == 'dense':
+    return (video_gan.VideoGenerator(**kw), video_gan.VideoDiscriminator(channels=m.video_d_channels, dtype=dtype))
+  if m.video_gan != 'tgan2':
+    raise ValueError(f'config.model.video_gan: unknown {m.video_gan!r}; choose {" | ".join(VIDEO_GANS)}')
+  try:
+    tgan2.check_levels(out_shape, m.video_gan_levels)
+  except ValueError as e:
+    raise ValueError(f'config.model.video_gan_levels={m.video_gan_levels}: {e}') from None
+  return (tgan2.TGAN2Generator(levels=m.video_gan_levels, **kw),
+          tgan2.MultiLevelDiscriminator(channels=m.video_d_channels, levels=m.video_gan_levels, dtype=dtype))
 
 
 def _pose_g_output(out):

@@ -16,13 +16,16 @@ Choices where the paper is silent (also in README "Implementation notes"):
   * stage weights: eq. 9's sigma_p, sigma_c are applied in every stage (a branch trained alone is scaled too);
   * networks that a stage runs but does not train run in inference mode (BatchNorm running statistics);
   * the pixel L2 compares the generator output in [-1, 1] with the augmented clip mapped to [-1, 1];
-  * colour jitter / blur of the clip and its future clip share one draw (one video), I-frames draw their own.
+  * colour jitter / blur of the clip and its future clip share one draw (one video), I-frames draw their own;
+  * tgan2 video GANs (model.video_gan): the adversarial losses are means over levels and samples (TGAN v2),
+    the pixel L2 runs over the pixels of all levels together (`video_l2`; docs/design.md, Networks).
 """
 import jax
 import jax.numpy as jnp
 
 from csvr_jax import losses
 from csvr_jax.data import augment
+from csvr_jax.models import tgan2
 from csvr_jax.train import schedule
 
 AXIS = 'data'
@@ -95,7 +98,7 @@ def psnr(fake, target):
   return jnp.mean(10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10)))
 
 
-def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage):
+def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage, dense_video=False):
   """Runs the generator side of the stage's losses.
 
   Args:
@@ -103,9 +106,12 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage):
     inputs: from prepare_inputs (local batch). key: this step's generator key.
     nets: a Networks (networks.py). stage: a Stage (steps.py) with .losses ({'pose':(), 'context':(),
       'video': ('rec', 'pred')}) and .trainable.
+    dense_video: tgan2 video GANs render every frame at full resolution (image logging) instead of their
+      training levels; no effect on the dense video GAN.
   Returns:
     (fakes, g_only) and aux = (reals, conds, metrics, new_batch_stats): fakes/reals/conds are dicts keyed by
-    active_gans; g_only is the weighted G-only part of L (scalar, global mean).
+    active_gans (a tgan2 video GAN's fake and real are tuples of its levels); g_only is the weighted G-only
+    part of L (scalar, global mean).
   """
   ls = stage.losses
   b = inputs['clip'].shape[0]
@@ -158,12 +164,39 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage):
     for target, k in (('rec', k_rec), ('pred', k_pred)):
       if target not in ls['video']:
         continue
-      fake = run('video_g_' + target, f_i, noise_keys=sample_keys(k, b))
-      l2 = pmean(losses.pixel_l2_loss(fake, targets[target]))
+      fake, real = render_video(run, 'video_g_' + target, f_i, targets[target], k,
+                                None if dense_video else nets.video_levels)
+      l2 = pmean(video_l2(fake, real))
       g_only += config.loss.video_l2_weight * l2 / len(ls['video'])
-      fakes['video_' + target], reals['video_' + target] = fake, targets[target]
-      metrics.update({f'video_{target}/l2': l2, f'video_{target}/psnr': pmean(psnr(fake, targets[target]))})
+      fakes['video_' + target], reals['video_' + target] = fake, real
+      finest = lambda v: v[-1] if isinstance(v, tuple) else v  # tgan2: the full-resolution frames it renders
+      metrics.update({f'video_{target}/l2': l2, f'video_{target}/psnr': pmean(psnr(finest(fake), finest(real)))})
   return (fakes, g_only), (reals, conds, metrics, new_bs)
+
+
+def render_video(run, name, f_i, target, key, levels):
+  """One video generator on f_i -> (fake, real).
+
+  levels None: the dense clip (B,T,S,S,3) and `target`. Otherwise (tgan2 training) the tuples of the L level
+  renders and of the target brought to the same levels: one frame offset per sample and subsampling layer,
+  from fold_in(key', global sample index) (device-count independent; key' a stream apart from the noise).
+  """
+  b = f_i.shape[0]
+  noise_keys = sample_keys(key, b)
+  if levels is None:
+    return run(name, f_i, noise_keys=noise_keys), target
+  offsets = tgan2.draw_offsets(sample_keys(jax.random.split(key)[0], b), levels)
+  return run(name, f_i, noise_keys=noise_keys, offsets=offsets), tgan2.real_levels(target, offsets, levels)
+
+
+def video_l2(fake, real):
+  """Eq. 6/7's pixel L2. tgan2 levels count as one video (TGAN v2 concatenates its levels' outputs for the
+  losses): squared errors summed over the pixels of every level / their total number, so a level weighs by
+  its pixel count, the sparse full-resolution one most (docs/design.md, Networks)."""
+  if isinstance(fake, tuple):
+    pixels = [f[..., 0].size for f in fake]
+    return sum(n * losses.pixel_l2_loss(f, r) for f, r, n in zip(fake, real, pixels)) / sum(pixels)
+  return losses.pixel_l2_loss(fake, real)
 
 
 # ---------------------------------------------------------------------------- discriminator side
@@ -176,10 +209,12 @@ def adversarial_weights(config, stage):
 
 
 def disc_logits(nets, params, gan, x, cond):
+  """-> (B,) logits, or (L, B) for a tgan2 video GAN (x a tuple of levels: one discriminator per level)."""
   name = schedule.GAN_PAIRS[gan][1]
   args = (x, cond) if gan == 'pose' else (x,)
   logits, _ = nets.apply(name, params[name], {}, *args, train=False)
-  return logits.reshape(x.shape[0]).astype(jnp.float32)
+  batch = jax.tree.leaves(x)[0].shape[0]
+  return logits.reshape((len(x), batch) if isinstance(x, tuple) else (batch,)).astype(jnp.float32)
 
 
 def _per_sample_gp(nets, params, gan, real, fake, cond, keys):
@@ -237,8 +272,21 @@ def generator_adversarial_loss(d_params, fakes, conds, *, nets, config, stage):
 
 
 def osgan_scales(fake_logits, config, stage):
-  """Per-GAN factor turning D's gradient at the fake into the weighted G gradient (DESIGN.md section 1)."""
+  """Per-GAN factor turning D's gradient at the fake into the weighted G gradient (losses.py docstring):
+  a scalar (WGAN), (B,) per sample, or (L, B) per level and sample for a tgan2 video GAN (the level losses
+  are means over level and sample, so the per-logit ratio -exp(-f) is the same as with one D)."""
   weights = adversarial_weights(config, stage)
   if config.loss.gan == 'wgan':
     return {g: weights[g] * losses.OSGAN_WGAN_SCALE for g in fake_logits}
-  return {g: weights[g] * losses.osgan_bce_scale(l) for g, l in fake_logits.items()}
+  bce = lambda l: jax.vmap(losses.osgan_bce_scale)(l) if l.ndim == 2 else losses.osgan_bce_scale(l)
+  return {g: weights[g] * bce(l) for g, l in fake_logits.items()}
+
+
+def scale_fake_cotangents(scales, fake_cot):
+  """D's gradient at each GAN's fake (an array, or a tuple of levels) times its OSGAN scale."""
+  def scale(s, c):
+    if isinstance(c, tuple):
+      s = jnp.asarray(s, jnp.float32)
+      return tuple(losses.per_sample_scale(s if s.ndim == 0 else s[l], x) for l, x in enumerate(c))
+    return losses.per_sample_scale(s, c)
+  return {g: scale(scales[g], c) for g, c in fake_cot.items()}

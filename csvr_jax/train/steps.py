@@ -17,7 +17,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from csvr_jax import losses
 from csvr_jax import parallel
 from csvr_jax.train import objectives
 from csvr_jax.train import schedule
@@ -101,7 +100,7 @@ class StepFns:
                                                       has_aux=True)
     d_grads, fake_cot = d_vjp(jnp.ones_like(d_loss))
     scales = objectives.osgan_scales(fake_logits, self.config, self.stage)
-    fake_cot = {g: losses.per_sample_scale(scales[g], c) for g, c in fake_cot.items()}
+    fake_cot = objectives.scale_fake_cotangents(scales, fake_cot)
     (g_grads,) = gen_vjp((fake_cot, jnp.ones_like(g_only)))
     weights = objectives.adversarial_weights(self.config, self.stage)
     total = g_only + sum(weights[g] * d_metrics[f'{g}/g_loss'] for g in self.gans)
@@ -162,8 +161,10 @@ class StepFns:
     """Real vs generated frames and poses of the global batch's first sample, replicated on every device (so
     any process can read it), for image logging; jitted once per stage."""
     if not hasattr(self, '_samples'):
-      def fn(state, batch):
-        _, _, _, (fakes, reals, inputs) = self.g_grads(state, batch, ())
+      def fn(state, batch):  # the generators' forward pass alone; tgan2 renders densely here
+        inputs, k_gen, _ = self._inputs(state, batch)
+        (fakes, _), (reals, _, _, _) = self.forward(state.params, state.batch_stats, inputs, k_gen,
+                                                    dense_video=True)
         first = lambda t: {k: jax.lax.all_gather(v[:1], parallel.DATA, tiled=True, to='invarying')[:1]
                            for k, v in t.items()}
         return first(fakes), first(reals), first({k: inputs[k] for k in ('pose_gt_conf',)})
