@@ -42,7 +42,7 @@ def get_config(arg=None):
   c.model.video_noise_dim = 32
   # Video GANs: tgan2 = TGAN v2 (renders at several levels, subsampling layers, a discriminator per level;
   # renders densely at inference) | dense (every frame at full resolution in every step, one discriminator).
-  c.model.video_gan = 'dense'
+  c.model.video_gan = 'tgan2'      # tgan2 (TGAN v2: multi-level, subsampled training, dense inference) | dense
   c.model.video_gan_levels = 4     # tgan2: level l has T/2^l frames at S/2^(L-1-l) (T divisible by 2^(L-1))
   c.model.dropout = 0.3            # before the classifier (finetuning)
 

@@ -31,7 +31,7 @@ def get_config(arg=None):
   c.model.video_g_channels = 8
   c.model.video_d_channels = 8
   c.model.video_noise_dim = 8
-  c.model.video_gan_levels = 3  # 4-frame clips: 4, 2, 1 frames, if run with --config.model.video_gan=tgan2
+  c.model.video_gan_levels = 3  # 4-frame clips: levels of 4, 2, 1 frames
   c.train.batch_size = 8
   c.train.fast_compile = False  # optimised XLA code: slower compiles, faster steps (docs/performance.md)
   c.data.clip_len = 4

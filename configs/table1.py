@@ -57,6 +57,7 @@ def get_config(arg=None):
                    video_g_channels=8, video_d_channels=8, video_noise_dim=8)
     c.data.update(clip_len=4, future_len=4, stride=4, crop_size=32, short_side=40, max_iframes=2, num_eval_clips=2)
     c.train.update(total_steps=4, batch_size=8, fast_compile=True)
+    c.model.video_gan_levels = 3  # 4-frame clips: levels of 4, 2, 1 frames
     c.train.stages = schedule.paper_stages(branch_steps=1)
     c.finetune.update(total_steps=4, batch_size=8)
     c.eval.batch_size = 8

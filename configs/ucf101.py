@@ -19,7 +19,6 @@ def get_config(arg=None):
   # GANs 10 epochs each on their own objectives, then the joint stage for the remaining 170 of the 200 epochs.
   # In the paper's Table II most of the pose and context pretext gain comes within the first 10 epochs.
   c.train.stages = schedule.paper_stages(branch_epochs=10)
-  c.model.video_gan = 'tgan2'  # TGAN v2 as the paper's video branch is: sparse training, dense rendering
   # The GPU pretraining step spends minutes autotuning its 3D convolutions: a restart (preemption) reuses them.
   c.train.compilation_cache_dir = 'jax_cache'
   c.data.num_workers = 8
