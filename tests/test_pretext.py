@@ -141,6 +141,18 @@ def test_eight_devices_match_one_device_and_baselines_do_not_depend_on_weights(t
   assert all(b['clip'][..., 0].mean() > 200 for b in ev8.batches)  # train videos have red <= 140
 
 
+def test_tgan2_video_branch_is_measured_on_dense_renderings(dataset_dir):
+  """With the default TGAN v2 branch the generators train on levels; the pretext metrics render densely."""
+  c = fx.tiny_config(dataset_dir)
+  c.eval.pretext_batches = 1
+  c.model.video_gan, c.model.video_gan_levels = 'tgan2', 3
+  nets = networks.Networks(c)
+  host = fx.fast_init(nets)(None)
+  params, batch_stats = {k: x['params'] for k, x in host.items()}, {k: x.get('batch_stats', {}) for k, x in host.items()}
+  m = pretext.PretextEvaluator(c)(params, batch_stats)
+  assert set(m) == METRICS and all(np.isfinite(v) for v in m.values())
+
+
 def test_context_only_runs_evaluate_the_context_branch_alone(tiny):
   c, (params, batch_stats), _ = tiny
   c = c.copy_and_resolve_references()

@@ -250,7 +250,7 @@ def batch_statistics(params, batch_stats, classifier_vars, batch, key, *, nets, 
   k_aug, k_gen = jax.random.split(key)
   inputs = objectives.prepare_inputs(batch, k_aug, config)  # config has no colour jitter / blur: no augmentation
   (fakes, _), (reals, _, metrics, _) = objectives.generator_forward(params, batch_stats, inputs, k_gen, nets=nets,
-                                                                    config=config, stage=stage)
+                                                                    config=config, stage=stage, dense_video=True)
   out = {}
   if 'context' in stage.losses:
     out['context/top1'] = metrics['context/top1']
