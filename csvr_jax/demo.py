@@ -40,10 +40,8 @@ def dataset_dir(config):
 def enable_compilation_cache(cache_dir):
   """XLA compilations dominate a CPU demo; the three methods share shapes (and a rerun shares everything), so a
   persistent cache turns repeated compilations into disk reads."""
-  import jax  # deferred: keep `--dry_run` and config errors free of JAX start-up
-  jax.config.update('jax_compilation_cache_dir', os.path.abspath(cache_dir))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
-  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  from csvr_jax import parallel  # deferred: keep `--dry_run` and config errors free of JAX start-up
+  parallel.enable_compilation_cache(cache_dir, min_compile_time_secs=0.5)
 
 
 def features_of(config, method):

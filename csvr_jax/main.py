@@ -96,14 +96,12 @@ def main(argv):
 
 
 def enable_compilation_cache(cache_dir, workdir):
-  """JAX's persistent compilation cache (and, on GPU, XLA's autotune results with it) in `cache_dir`, relative
-  paths under the workdir; '' leaves it off. The full CSVR step autotunes its 3D convolutions for minutes on a
-  GPU (README "Measured"): with the cache, a resumed run starts in seconds."""
+  """config.train.compilation_cache_dir (relative: under the workdir; '' off): the full CSVR step autotunes its 3D
+  convolutions for minutes on a GPU, so a resumed run starts in seconds with the cache."""
   if not cache_dir:
     return
-  import jax  # pylint: disable=import-outside-toplevel  # keep --dry_run and config errors free of JAX start-up
-  jax.config.update('jax_compilation_cache_dir', os.path.abspath(os.path.join(workdir, cache_dir)))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from csvr_jax import parallel  # pylint: disable=import-outside-toplevel  # imports JAX: after flags and config
+  parallel.enable_compilation_cache(os.path.join(workdir, cache_dir))
 
 
 def is_user_facing(e):

@@ -128,11 +128,28 @@ def sample_index(local_batch, axis_name=DATA):
   return jax.lax.axis_index(axis_name) * local_batch + jnp.arange(local_batch, dtype=jnp.int32)
 
 
+def sample_keys(key, local_batch, axis_name=DATA):
+  """(local_batch,) keys, one per row: fold_in(key, global row index) (inside shard_map). Every per-sample draw
+  (augmentation, noise, penalties, subsampling offsets) comes from these, so results do not depend on how many
+  devices the batch is split over."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(sample_index(local_batch, axis_name))
+
+
+def enable_compilation_cache(cache_dir, min_compile_time_secs=1.0):
+  """JAX's persistent compilation cache (and, on GPU, XLA's autotune results with it) in `cache_dir`: a restarted
+  run, or the next method of the demo with the same shapes, reads its programs instead of compiling them."""
+  jax.config.update('jax_compilation_cache_dir', os.path.abspath(cache_dir))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', min_compile_time_secs)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
 def compiler_options(config):
-  """XLA options for the train-step jits: config.train.fast_compile -> backend optimisation level 0 (on this
-  2-core CPU a CSVR step compiles ~10x faster; the convolutions are library calls and barely slow down) and
-  XLA:CPU's classic elemental fusion emitter (the newer fusion emitters compile the CSVR joint step ~1.6x
-  slower: 42 s vs 26 s measured, same step time)."""
-  if not config.train.fast_compile:
-    return None
+  """XLA options of every jitted step: config.train.fast_compile -> `fast_compile_options()`, else XLA's own."""
+  return fast_compile_options() if config.train.fast_compile else None
+
+
+def fast_compile_options():
+  """XLA backend optimisation level 0 (on this 2-core CPU a CSVR step compiles ~10x faster; the convolutions are
+  library calls and barely slow down) and XLA:CPU's classic elemental fusion emitter (the newer fusion emitters
+  compile the CSVR joint step ~1.6x slower, same step time): docs/performance.md."""
   return {'xla_backend_optimization_level': 0, 'xla_cpu_use_fusion_emitters': False}

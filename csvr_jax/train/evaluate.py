@@ -51,7 +51,7 @@ def _feature_step(apply_fn, mesh, mean, std, fast_compile=False):
     return apply_fn(variables, x, **poses, train=False)['pooled'].astype(jnp.float32)
 
   return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH),
-                 compiler_options={'xla_backend_optimization_level': 0} if fast_compile else None)
+                 compiler_options=parallel.fast_compile_options() if fast_compile else None)
 
 
 @functools.lru_cache(maxsize=8)

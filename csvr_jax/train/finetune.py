@@ -99,8 +99,7 @@ def create_state(config, backbone_vars, classifier, feature_dim, tx, mesh):
 
 def _augment_per_sample(clips, key, data_config):
   """device_augment with one key per row (fold_in of the global row index): independent of the device count."""
-  rows = parallel.sample_index(clips.shape[0])
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(rows)
+  keys = parallel.sample_keys(key, clips.shape[0])
   return jax.vmap(lambda c, k: augment.device_augment(c[None], k, data_config)[0])(clips, keys)
 
 
@@ -152,7 +151,7 @@ def _probs_step(model, classifier, mesh, mean, std, fast_compile):
     return jax.nn.softmax(logits, axis=-1)
 
   return jax.jit(parallel.data_parallel(local, mesh, (parallel.REPLICATED, parallel.BATCH), parallel.BATCH),
-                 compiler_options={'xla_backend_optimization_level': 0} if fast_compile else None)
+                 compiler_options=parallel.fast_compile_options() if fast_compile else None)
 
 
 def evaluate_classifier(config, state, model, classifier, mesh, batches, num_videos, num_classes):

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from csvr_jax import models
+from csvr_jax import parallel
 
-AXIS = 'data'
 
 
 class ContextHeads(nn.Module):
@@ -49,7 +49,7 @@ class Networks:
   def __init__(self, config):
     _check_crop(config)
     self.config = config
-    axis = AXIS if config.model.sync_bn else None
+    axis = parallel.DATA if config.model.sync_bn else None
     m, d = config.model, config.data
     kw = dict(width=m.width, dtype=m.dtype, bn_axis_name=axis, remat=config.train.remat)
     self.modules = {'vnet': models.get_video_backbone(m.vnet, conv_impl=m.conv_impl, **kw),

@@ -24,24 +24,17 @@ import jax
 import jax.numpy as jnp
 
 from csvr_jax import losses
+from csvr_jax import parallel
 from csvr_jax.data import augment
 from csvr_jax.models import tgan2
 from csvr_jax.train import schedule
 
-AXIS = 'data'
-
 
 def pmean(x):
-  return jax.lax.pmean(x, AXIS)
+  return jax.lax.pmean(x, parallel.DATA)
 
 
 # ----------------------------------------------------------------------------------------- inputs
-
-
-def sample_keys(key, local_batch):
-  """(B_local,) keys, one per sample: fold_in(key, global sample index) (device-count independent)."""
-  index = jax.lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
-  return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
 
 
 def _per_sample(fn, keys, *xs):
@@ -66,9 +59,9 @@ def prepare_inputs(batch, key, config):
   b, t = batch['clip'].shape[:2]
   video = jnp.concatenate([batch['clip'], batch['future_clip']], axis=1)
   aug = lambda x, k: augment.device_augment(x, k, config.data, shared_axes=1)
-  video = _per_sample(aug, sample_keys(k_clip, b), video)
+  video = _per_sample(aug, parallel.sample_keys(k_clip, b), video)
   aug_i = lambda x, k: augment.device_augment(x, k, config.data, shared_axes=0)
-  iframes = _per_sample(aug_i, sample_keys(k_iframe, b), batch['iframes'])
+  iframes = _per_sample(aug_i, parallel.sample_keys(k_iframe, b), batch['iframes'])
   flat = lambda p: p.reshape(p.shape[:2] + (-1,)).astype(jnp.float32)
   return dict(clip=video[:, :t], future=video[:, t:], clip_target=to_unit_range(video[:, :t], config.data),
               future_target=to_unit_range(video[:, t:], config.data), iframes=iframes,
@@ -83,12 +76,12 @@ def prepare_inputs(batch, key, config):
 def context_metrics(video_emb, iframe_emb, iframe_mask):
   """Video -> I-frame matching top-1 within the global batch: is the closest valid I-frame the clip's own?"""
   b_local, m = iframe_mask.shape
-  keys = jax.lax.all_gather(losses.l2_normalize(iframe_emb), AXIS, tiled=True)      # (B, M, D)
-  mask = jax.lax.all_gather(iframe_mask, AXIS, tiled=True)                          # (B, M)
+  keys = jax.lax.all_gather(losses.l2_normalize(iframe_emb), parallel.DATA, tiled=True)      # (B, M, D)
+  mask = jax.lax.all_gather(iframe_mask, parallel.DATA, tiled=True)                          # (B, M)
   sim = jnp.einsum('qd,bmd->qbm', losses.l2_normalize(video_emb), keys)
   sim = jnp.where(mask[None], sim, -jnp.inf).reshape(b_local, -1)
   owner = jnp.argmax(sim, axis=-1) // m
-  own = jax.lax.axis_index(AXIS) * b_local + jnp.arange(b_local)
+  own = jax.lax.axis_index(parallel.DATA) * b_local + jnp.arange(b_local)
   return pmean(jnp.mean((owner == own).astype(jnp.float32)))
 
 
@@ -138,7 +131,7 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage, 
     v_emb, i_emb = run('heads', v_out['pooled'], i_out['pooled'])
     i_emb = i_emb.reshape(b, m, -1)
     l_ctx = losses.context_loss(config.loss.context, v_emb, i_emb, inputs['iframe_mask'],
-                                config.loss.temperature, sample_keys(k_ctx, b), axis_name=AXIS,
+                                config.loss.temperature, parallel.sample_keys(k_ctx, b), axis_name=parallel.DATA,
                                 num_negatives=config.loss.context_negatives)
     g_only += config.loss.sigma_c * l_ctx
     metrics.update({'context/loss': l_ctx, 'context/top1': context_metrics(v_emb, i_emb, inputs['iframe_mask'])})
@@ -146,7 +139,7 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage, 
   f_d = None
   if 'pose' in ls or 'video' in ls:
     valid_in = (inputs['pose_in_conf'] > 0).astype(jnp.float32)
-    p_gen, f_d = run('pose_g', inputs['pose_in'], valid_in, noise_keys=sample_keys(k_pose, b))
+    p_gen, f_d = run('pose_g', inputs['pose_in'], valid_in, noise_keys=parallel.sample_keys(k_pose, b))
     if 'pose' in ls:
       valid = inputs['pose_gt_conf'] > 0
       l2 = pmean(losses.pose_l2_loss(p_gen, inputs['pose_gt'], valid))
@@ -154,8 +147,8 @@ def generator_forward(params, batch_stats, inputs, key, *, nets, config, stage, 
       w = jnp.repeat(valid.astype(jnp.float32), 2, axis=-1)
       # D sees the fake with the real future's missing joints zeroed, as the real one has them.
       fakes['pose'], reals['pose'], conds['pose'] = p_gen * w, inputs['pose_gt'] * w, inputs['pose_in']
-      sq = jax.lax.psum(jnp.sum(w * jnp.square(p_gen - inputs['pose_gt'])), AXIS)
-      mse = sq / jnp.maximum(jax.lax.psum(jnp.sum(w), AXIS), 1.0)  # over the valid coordinates of the global batch
+      sq = jax.lax.psum(jnp.sum(w * jnp.square(p_gen - inputs['pose_gt'])), parallel.DATA)
+      mse = sq / jnp.maximum(jax.lax.psum(jnp.sum(w), parallel.DATA), 1.0)  # over the valid coordinates of the global batch
       metrics.update({'pose/l2': l2, 'pose/mse': mse})
 
   if 'video' in ls:
@@ -182,10 +175,10 @@ def render_video(run, name, f_i, target, key, levels):
   from fold_in(key', global sample index) (device-count independent; key' a stream apart from the noise).
   """
   b = f_i.shape[0]
-  noise_keys = sample_keys(key, b)
+  noise_keys = parallel.sample_keys(key, b)
   if levels is None:
     return run(name, f_i, noise_keys=noise_keys), target
-  offsets = tgan2.draw_offsets(sample_keys(jax.random.split(key)[0], b), levels)
+  offsets = tgan2.draw_offsets(parallel.sample_keys(jax.random.split(key)[0], b), levels)
   return run(name, f_i, noise_keys=noise_keys, offsets=offsets), tgan2.real_levels(target, offsets, levels)
 
 
@@ -242,7 +235,7 @@ def discriminator_loss(d_params, fakes, reals, conds, key, *, nets, config, stag
     d_loss = pmean(d_loss)
     metrics[f'{gan}/d_loss'] = d_loss
     if gan == 'pose' and config.loss.gp_weight > 0:
-      keys = sample_keys(jax.random.fold_in(key, i), real_l.shape[0])
+      keys = parallel.sample_keys(jax.random.fold_in(key, i), real_l.shape[0])
       gp = pmean(_per_sample_gp(nets, d_params, gan, reals[gan], jax.lax.stop_gradient(fakes[gan]), cond,
                                 keys))
       metrics[f'{gan}/gp'] = gp

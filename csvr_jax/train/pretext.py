@@ -66,7 +66,6 @@ from csvr_jax.train import networks
 from csvr_jax.train import objectives
 from csvr_jax.train import schedule
 
-AXIS = parallel.DATA
 IS_METRICS = ('video_{}/inception_score', 'video_{}/real_inception_score')
 
 
@@ -267,7 +266,7 @@ def batch_statistics(params, batch_stats, classifier_vars, batch, key, *, nets, 
     if classifier is not None:
       out[f'video_{target}/probs'] = classifier.probs(classifier_vars, fake)
       out[f'video_{target}/real_probs'] = classifier.probs(classifier_vars, real)
-  gather = lambda x: x if x.ndim == 0 else jax.lax.all_gather(x, AXIS, tiled=True, to='invarying')
+  gather = lambda x: x if x.ndim == 0 else jax.lax.all_gather(x, parallel.DATA, tiled=True, to='invarying')
   return {k: gather(v) for k, v in out.items()}
 
 
