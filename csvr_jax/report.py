@@ -39,7 +39,8 @@ REPORT_FILE = 'report.md'
 IDENTITY_KEYS = ('method', 'dataset', 'init_from', 'pretrain_step')
 DESCRIPTION_KEYS = ('method', 'backbone', 'pretrain_data', 'epochs', 'pretrain_step', 'resolution', 'clip_len',
                     'dataset', 'init_from')
-PREPROCESSING_KEYS = ('pretrain_preprocessing', 'preprocessing_differences')  # absent in older results.json
+PREPROCESSING_KEYS = ('pretrain_preprocessing', 'preprocessing_differences')
+OPTIONAL_KEYS = ('features',) + PREPROCESSING_KEYS  # absent in older results.json and hand-made runs
 # The pretraining dataset's preprocessing fields report.md shows for each run (the fingerprint holds more).
 PREPROCESSING_SHOWN = ('short_side', 'jpeg_quality', 'gop_policy', 'pose_source')
 BACKBONE_NAMES = {'c3d': 'C3D', 'r3d_18': 'R3D-18', 'r2plus1d_18': 'R(2+1)D-18', 'mc3_18': 'MC3-18',
@@ -91,7 +92,8 @@ def describe_run(config, meta):
   label = downstream.LABELS[downstream.check_features(config.finetune.features)]
   method = config.eval.method_name or method
   method = f'{method} ({label})' if label else method
-  return {'method': method, 'backbone': backbone, 'pretrain_data': pretrain_data, 'epochs': epochs,
+  return {'method': method, 'features': config.finetune.features, 'backbone': backbone,
+          'pretrain_data': pretrain_data, 'epochs': epochs,
           **preprocessing_description(meta, config.data.dataset_dir),
           'pretrain_step': step, 'resolution': int(config.data.crop_size), 'clip_len': int(config.data.clip_len),
           'dataset': dataset, 'init_from': config.checkpoint.init_from,
@@ -110,7 +112,8 @@ def pretraining_run(config):
   """The run a pretraining workdir records its pretext metrics in: method config.eval.method_name (or from
   config.loss.branches), no downstream metrics, init_from '' and pretrain_step None (its steps key 'pretext')."""
   data = dataset_name(config.data.dataset_dir)
-  return {'method': config.eval.method_name or branches_label(config.loss.branches), 'backbone': config.model.vnet,
+  return {'method': config.eval.method_name or branches_label(config.loss.branches), 'features': None,
+          'backbone': config.model.vnet,
           'pretrain_data': data, 'epochs': None, 'pretrain_step': None, 'resolution': int(config.data.crop_size),
           'clip_len': int(config.data.clip_len), 'dataset': data, 'init_from': '', 'pretext': {},
           'pretext_notes': {}}
@@ -187,7 +190,7 @@ def update_results(workdir, run, metrics=None, per_class=None):
   entry.setdefault('pretext_notes', {}).update(run.get('pretext_notes', {}))
   entry['metrics'].update(metrics or {})
   entry['per_class_accuracy'].update(per_class or {})
-  entry.update({k: run[k] for k in PREPROCESSING_KEYS if k in run})
+  entry.update({k: run[k] for k in OPTIONAL_KEYS if k in run})
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RESULTS_FILE)
   with open(path + '.tmp', 'w') as f:
@@ -255,13 +258,22 @@ PRETEXT_INTRO = ('Pretext metrics on held-out pretraining-style clips of the pre
                  'accuracies (%) at the steps that were exported and evaluated. Columns: pretraining step (epoch).')
 
 
+def pretraining_method(run):
+  """A run's method without its downstream features' label ('CSVR (f_i)' -> 'CSVR'): the pretraining it used."""
+  from csvr_jax.models import downstream  # deferred: the report CLI needs no JAX
+  for label in filter(None, downstream.LABELS.values()):
+    if run['method'].endswith(f' ({label})'):
+      return run['method'][:-len(f' ({label})')]
+  return run['method']
+
+
 def table2_groups(runs):
-  """(method, backbone) -> its runs, for every pair with pretext metrics or downstream results at >= 2
-  pretraining steps (the paper's Table II)."""
+  """(pretraining method, backbone) -> its runs (every downstream features of one pretraining together), for
+  every pair with pretext metrics or downstream results at >= 2 pretraining steps (the paper's Table II)."""
   groups = {}
   for r in runs:
     if r['pretext'] or r['pretrain_step'] is not None:
-      groups.setdefault((r['method'], r['backbone']), []).append(r)
+      groups.setdefault((pretraining_method(r), r['backbone']), []).append(r)
   return {k: rs for k, rs in groups.items() if any(r['pretext'] for r in rs) or len(table2_steps(rs)[0]) >= 2}
 
 
@@ -293,12 +305,14 @@ def table2_rows(rs):
     if metric in keys:
       rows.append(Row(label, baseline_label, percent, at(metric), at(baseline), False))
   rows += [Row(m, '', False, at(m), {}, False) for m in sorted(keys - known)]
-  for dataset in sorted({r['dataset'] for r in rs if r['metrics']}):
+  evaluated = sorted({(r['dataset'], r['method']) for r in rs if r['metrics']})
+  several = len({m for _, m in evaluated}) > 1  # e.g. CSVR and CSVR (f_i): name the features' row
+  for dataset, method in evaluated:
+    mine = [r for r in rs if (r['dataset'], r['method']) == (dataset, method)]
     for metric in CURVE_DOWNSTREAM:
-      values = {s: _first(r['metrics'].get(metric) for r in rs if r['pretrain_step'] == s and r['dataset'] == dataset)
-                for s in steps}
+      values = {s: _first(r['metrics'].get(metric) for r in mine if r['pretrain_step'] == s) for s in steps}
       if any(v is not None for v in values.values()):
-        rows.append(Row(f'{metric} (%), {dataset}', '', True, values, {}, True))
+        rows.append(Row(f'{metric} (%), {dataset}' + (f', {method}' if several else ''), '', True, values, {}, True))
   return rows
 
 
