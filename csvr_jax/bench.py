@@ -1,7 +1,10 @@
-"""Benchmarks: `python -m csvr_jax.bench --report=flops` | `--what=pipeline` | `--what=finetune_step,...`.
+"""Benchmarks: `python -m csvr_jax.bench --report=flops` | `--what=pipeline` | `--what=finetune_step,pretrain_step`
+| `--what=data_prep`.
 
-Each benchmark prints ratios against a reference measured in the same run; the work lives in
-csvr_jax/benchmarks/ (one module per concern), this file only dispatches.
+finetune_step times the `--mode=finetune` step (with and without device augmentation; `--reference=torch`:
+against torchvision doing the same work), pretrain_step the `--mode=pretrain` steps (steps.StepFns). Each prints
+ratios against a reference measured in the same run; the work lives in csvr_jax/benchmarks/ (one module per
+concern, shared helpers in common.py), this file only dispatches.
 """
 import importlib
 import sys
@@ -11,8 +14,8 @@ from absl import flags
 
 from csvr_jax import xla_flags
 xla_flags.set_default_xla_flags()  # before any JAX backend starts: benchmarks measure what training runs
-# The step benchmark's flags (--arch, --batch, ...) must exist before app.run parses argv.
-from csvr_jax.benchmarks import steps as _steps  # pylint: disable=unused-import,wrong-import-position
+# The step benchmarks' flags (--arch, --batch, ...) must exist before app.run parses argv.
+from csvr_jax.benchmarks import common as _common  # pylint: disable=unused-import,wrong-import-position
 
 flags.DEFINE_string('report', None, 'Analytic report: flops.')
 flags.DEFINE_list('what', [], 'Measured benchmarks: pipeline, finetune_step, pretrain_step, data_prep.')

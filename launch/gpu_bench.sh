@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# One prepared GPU benchmark run (issue 9): JAX finetune steps of r3d_18 and r2plus1d_18 against torchvision
-# (eager and torch.compile'd) on the same card, XLA layout variants, then the CSVR pretraining step in both
-# gan_update modes. Finishes inside BUDGET_S seconds (default 500): steps that would not fit are skipped.
-#   OUT=runs/gpu_bench bash launch/gpu_bench.sh        (DRY_RUN=1 prints the benchmark commands only)
-# Writes under $OUT: bench.json (all results, ratios across runs), summary.txt (table, convolution layouts,
-# per-kernel device time), log.txt, env.txt, the optimized HLO of the r3d_18 steps (*.hlo.txt.gz) and
-# autotune_cache.tgz (XLA's autotune results, to carry into the next call: see below).
-# Needs JAX with CUDA, torch and torchvision. Wheels in $WHEELS (default .benchwhl/: ml_collections and
-# simplejpeg, which the pretraining step imports) are installed into /tmp/site first when present.
+# One prepared GPU benchmark run of the library's own steps (issue 16): the `--mode=finetune` step of r3d_18 and
+# r2plus1d_18 with and without device augmentation against torchvision doing the same work (eager and
+# torch.compile'd, csvr_jax/benchmarks/torch_reference.py), then the `--mode=pretrain` step (steps.StepFns, joint
+# stage, one-stage and alternating) with the tgan2 and the dense video GAN. Finishes inside BUDGET_S seconds
+# (default 540): steps that would not fit are skipped, so on a 15-minute device lease run it as two calls:
+#   STEPS="ft_r3d ft_r2p1d" OUT=runs/gpu_bench bash launch/gpu_bench.sh
+#   STEPS="pretrain pretrain_dense" OUT=runs/gpu_bench AUTOTUNE_IN=runs/gpu_bench/autotune_cache.tgz bash ...
+# (DRY_RUN=1 prints the benchmark commands only.) Writes under $OUT: bench.json (all results, ratios across runs),
+# summary.txt (table, convolution layouts, per-kernel device time), log.txt, env.txt, the optimized HLO of the
+# r3d_18 finetune steps (*.hlo.txt.gz) and autotune_cache.tgz (XLA's autotune results, to carry into the next
+# call: see below).
+# Needs JAX with CUDA, torch and torchvision (the lent machines' python3 has them). Wheels in $WHEELS (default
+# .benchwhl/: ml_collections and simplejpeg, which the lent machines lack; `pip download --no-deps
+# --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .benchwhl ml_collections simplejpeg`
+# here) are installed into /tmp/site first when present.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_bench}
 PY=${PYTHON:-python3}
-BUDGET_S=${BUDGET_S:-500}
+BUDGET_S=${BUDGET_S:-540}
 BATCH=${BATCH:-32}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}   # the paper's pretraining batch, one GPU
 START=$(date +%s)
@@ -27,6 +33,7 @@ fi
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv;
   $PY -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())';
   $PY -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)';
+  $PY -c 'import csvr_jax.benchmarks.steps' && echo 'csvr_jax.benchmarks imports';  # a missing wheel shows here
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
@@ -75,57 +82,38 @@ run() {
   save_autotune
 }
 
-# In order of what the issue needs most; EST_S is a guess for an H200 (compiles included; measured there on
-# 2026-11-26: one finetune variant 20-55 s, torch eager + compile 50-60 s per arch, the full CSVR pretraining
-# step > 130 s for its first mode; its programs now compile in parallel threads). STEPS selects a subset, e.g. STEPS="pretrain" REF= for a rerun.
-# The XLA default of csvr_jax is --xla_gpu_force_conv_nhwc=true (csvr_jax/xla_flags.py); =false is XLA's own
-# heuristic (NCDHW 3D convolutions on Hopper), the naive port's baseline.
-STEPS=${STEPS:-r3d_default r2p1d_default r3d_nhwc r2p1d_nhwc pretrain r3d_pad8_ref pretrain_branches r2p1d_pad8 r3d_pad8 r2p1d_native r2p1d_native_nhwc r3d_b64}
+# In order of what the issue needs most; EST_S is a guess for an H200, compiles included (2026-11-26, the old
+# re-implemented finetune step: one JAX variant 20-55 s, torch eager + compile 50-60 s per arch; the joint CSVR
+# pretraining step > 130 s for its first mode). STEPS selects a subset (the two calls in the header), REF= skips
+# the torch reference. csvr_jax's XLA default is --xla_gpu_force_conv_nhwc=true (csvr_jax/xla_flags.py); =false is
+# XLA's own heuristic (NCDHW 3D convolutions on Hopper), the naive port's baseline.
+STEPS=${STEPS:-ft_r3d ft_r2p1d pretrain pretrain_dense pretrain_branches ft_r3d_fi ft_r3d_xla_layouts ft_r3d_fold}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
-FT=(--what=finetune_step --batch="$BATCH")
-REF=${REF---reference=torch}   # REF= skips the torch reference (e.g. a rerun on the same machine)
-XLA_OWN=--xla_gpu_force_conv_nhwc=false
-want r3d_default && run r3d_default 150 "$XLA_OWN" "${FT[@]}" --arch=r3d_18 $REF --profile --hlo_dir="$OUT" \
-  --label=xla_default
-want r2p1d_default && run r2p1d_default 150 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_18 $REF --profile \
-  --label=xla_default
-want r3d_nhwc && run r3d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --profile --hlo_dir="$OUT" --label=nhwc
-want r2p1d_nhwc && run r2p1d_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --profile --label=nhwc
-# The pretraining step's compile: 62 small dots (heads, InfoNCE, device-side blur and colour jitter) would each
-# get Triton GEMM autotuning (dozens of kernel configs compiled per dot) - cuBLAS serves them instead; autotune
-# level 2 (XLA's default is 4) still initialises buffers but skips re-initialising and cross-checking every
-# candidate algorithm against a reference. Neither changes the maths.
-PRETRAIN_XLA="$NHWC ${PRETRAIN_XLA_EXTRA---xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=2}"
+NHWC=--xla_gpu_force_conv_nhwc=true
+REF=${REF---reference=torch}
+# The finetune step as `--mode=finetune` runs it (configs/ucf101_finetune.py: conv_impl fold_s2d, dropout 0.3, SGD),
+# without (the model's cost) and with the device augmentation, each against torch doing the same.
+FT=(--what=finetune_step --batch="$BATCH" --augment=none,device)
+want ft_r3d && run ft_r3d 220 "$NHWC" "${FT[@]}" --arch=r3d_18 $REF --profile --hlo_dir="$OUT"
+want ft_r2p1d && run ft_r2p1d 220 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 $REF --profile
+# The pretraining step of configs/k400.py. Its compile: 62 small dots (heads, InfoNCE, device-side blur and colour
+# jitter) would each get Triton GEMM autotuning - cuBLAS serves them instead; autotune level 2 (XLA's default is
+# 4) skips re-initialising and cross-checking every candidate. Neither changes the maths; both are csvr_jax's
+# defaults (csvr_jax/xla_flags.py), named here so that the log says what ran.
+PRETRAIN_XLA="$NHWC --xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=2"
 PRETRAIN=(--what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" --gan_update=one_stage,alternating)
-want pretrain && run pretrain 240 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --pretrain_branches=false --label=pretrain_nhwc
-# fold_pad8 against torch in the same process (the R3D-18 stem reads RGB: 3 channels, cuDNN pads them).
-want r3d_pad8_ref && run r3d_pad8_ref 110 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_pad8 $REF --label=nhwc
-want r2p1d_pad8_ref && run r2p1d_pad8_ref 110 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_pad8 $REF \
-  --label=nhwc
+want pretrain && run pretrain 200 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --video_gan=tgan2
+want pretrain_dense && run pretrain_dense 200 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --video_gan=dense
 # The single-branch stages alone (per-branch breakdown; most of their convolutions are tuned by then).
-want pretrain_branches && run pretrain_branches 120 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --pretrain_joint=false \
-  --pretrain_branches=true --label=pretrain_nhwc
-# The finetune step with csvr_jax's defaults against torch in the same process run (a rerun of the ratios).
-want r3d_nhwc_ref && run r3d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 $REF --label=nhwc
-want r2p1d_nhwc_ref && run r2p1d_nhwc_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 $REF --label=nhwc
-# Zero-channel padding of odd channel counts (backbone_layers.CONV_IMPLS 'fold_pad8'): removes cuDNN's
-# nhwcAddPaddingKernel (4.2 ms of R(2+1)D-18's 40.5 ms step on 2026-11-26); not yet measured.
-want r2p1d_pad8 && run r2p1d_pad8 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_pad8 --label=nhwc
-want r3d_pad8 && run r3d_pad8 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_pad8 --label=nhwc
-want r2p1d_native && run r2p1d_native 40 "$XLA_OWN" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
-  --label=xla_default
-want r2p1d_native_nhwc && run r2p1d_native_nhwc 40 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=native \
-  --label=nhwc
-# Space-to-depth RGB stems (backbone_layers.CONV_IMPLS 'fold_s2d'): the 3-channel (3,7,7) stem ran on cuDNN's
-# sm80 'indexed' kernels (~2.4 ms fprop + 1.6 ms wgrad of R3D-18's 24 ms step on 2026-11-26).
-want r3d_s2d_ref && run r3d_s2d_ref 120 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_s2d $REF --profile \
-  --label=nhwc
-want r2p1d_s2d_ref && run r2p1d_s2d_ref 120 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 --conv_impl=fold_s2d $REF \
-  --profile --label=nhwc
-want pretrain_s2d && run pretrain_s2d 240 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --pretrain_branches=false \
-  --conv_impl=fold_s2d --label=pretrain_nhwc_s2d
-want r3d_s2d && run r3d_s2d 40 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold_s2d --label=nhwc
-want r3d_b64 && run r3d_b64 40 "$NHWC" --what=finetune_step --batch=64 --arch=r3d_18 --label=b64_nhwc
+want pretrain_branches && run pretrain_branches 150 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --video_gan=tgan2 \
+  --pretrain_joint=false --pretrain_branches=true
+# Finetuning from the integrated feature f_i (V-Network + pose encoder + integration layer; no torch counterpart).
+want ft_r3d_fi && run ft_r3d_fi 60 "$NHWC" --what=finetune_step --batch="$BATCH" --arch=r3d_18 --features=fi \
+  --augment=device
+# Baselines of the layout choices: XLA's own layouts, and conv_impl 'fold' (no channel padding, no s2d stem).
+want ft_r3d_xla_layouts && run ft_r3d_xla_layouts 60 --xla_gpu_force_conv_nhwc=false "${FT[@]}" --arch=r3d_18 \
+  --label=xla_layouts
+want ft_r3d_fold && run ft_r3d_fold 60 "$NHWC" "${FT[@]}" --arch=r3d_18 --conv_impl=fold
 
 $PY -m csvr_jax.benchmarks.bench_report "$OUT/bench.json" "$OUT/summary.txt" "$RAW"/*.json 2>&1 | tee -a "$OUT/log.txt"
 echo "total $(( $(date +%s) - START ))s"

@@ -16,10 +16,16 @@ def _video_gan(r):
   return '' if r.get('video_gan', 'dense') == 'dense' else r['video_gan']
 
 
+def _augment(r):
+  """'device' | 'none' ('none' for the reports written before the finetune rows named it)."""
+  return r.get('augment') or 'none'
+
+
 def ratios(results):
-  """{arch[_label]: {'jax/torch_eager': x, ...}} from clips/s of each JAX finetune result over each torch
-  result, {arch[_label][_tgan2]_pretrain: {'one_stage/alternating': x}} for the joint pretraining step, and
-  {arch[_label]_pretrain_MODE: {'tgan2/dense': x}} when both video GANs were measured."""
+  """{arch[_label][_conv_impl][_augment]: {'jax/torch_eager': x, ...}} from clips/s of each JAX finetune result
+  (features vnet, width 1) over each torch result of the same arch and augmentation (the key ends in '_augment' for the
+  step with device augmentation), {arch[_label][_tgan2]_pretrain: {'one_stage/alternating': x}} for the joint
+  pretraining step, and {arch[_label]_pretrain_MODE: {'tgan2/dense': x}} when both video GANs were measured."""
   out = {}
   joint, by_gan = {}, {}
   for r in results:
@@ -35,28 +41,38 @@ def ratios(results):
     if 'dense' in gans and 'tgan2' in gans:
       out[key] = {'tgan2/dense': gans['tgan2']['clips_per_s'] / gans['dense']['clips_per_s']}
   for j in results:
-    if j.get('impl') != 'jax' or j.get('what') != 'finetune_step' or 'clips_per_s' not in j:
+    if (j.get('impl') != 'jax' or j.get('what') != 'finetune_step' or 'clips_per_s' not in j
+        or j.get('features', 'vnet') != 'vnet' or j.get('width', 1.0) != 1.0):  # torchvision's models: width 1
       continue
-    key = '_'.join(x for x in (j['arch'], j['label'], j['conv_impl']) if x)
+    augment = 'augment' if _augment(j) == 'device' else ''
+    key = '_'.join(x for x in (j['arch'], j.get('label'), j.get('conv_impl'), augment) if x)
     for t in results:
-      if t.get('arch') == j['arch'] and str(t.get('impl', '')).startswith('torch_') and 'clips_per_s' in t:
+      if (t.get('arch') == j['arch'] and str(t.get('impl', '')).startswith('torch_') and 'clips_per_s' in t
+          and _augment(t) == _augment(j)):
         out.setdefault(key, {})[f'jax/{t["impl"]}'] = j['clips_per_s'] / t['clips_per_s']
   return out
 
 
+def variant(r):
+  """A row's name in the table: impl, label, conv_impl, finetune features / augmentation, pretraining stage..."""
+  features = r.get('features') if r.get('features', 'vnet') != 'vnet' else ''
+  augment = 'augment' if r.get('what', 'finetune_step') == 'finetune_step' and _augment(r) == 'device' else ''
+  return '_'.join(str(x) for x in (r.get('impl'), r.get('label'), r.get('conv_impl'), features, augment,
+                                   r.get('stage'), r.get('gan_update'), _video_gan(r)) if x)
+
+
 def print_table(results, rat):
-  print(f'\n{"what":14s} {"arch":12s} {"impl":26s} {"ms/step":>8s} {"clips/s":>8s} {"MFU":>6s} '
+  print(f'\n{"what":14s} {"arch":12s} {"impl":40s} {"ms/step":>8s} {"clips/s":>8s} {"MFU":>6s} '
         f'{"peak GB":>8s}')
   for r in results:
-    impl = '_'.join(str(x) for x in (r.get('impl'), r.get('label'), r.get('conv_impl'), r.get('stage'),
-                                     r.get('gan_update'), _video_gan(r)) if x)
+    impl = variant(r)
     if 'ms_per_step' not in r:
-      print(f'{r.get("what", "finetune_step"):14s} {r.get("arch", ""):12s} {impl:26s} '
+      print(f'{r.get("what", "finetune_step"):14s} {r.get("arch", ""):12s} {impl:40s} '
             f'{(r.get("error") or r.get("skipped", ""))[:60]}')
       continue
     mfu = f'{100 * r["mfu"]:.1f}%' if r.get('mfu') else '-'
     peak = f'{r["peak_bytes"] / 2**30:.1f}' if r.get('peak_bytes') else '-'
-    print(f'{r.get("what", "finetune_step"):14s} {r["arch"]:12s} {impl:26s} {r["ms_per_step"]:8.2f} '
+    print(f'{r.get("what", "finetune_step"):14s} {r["arch"]:12s} {impl:40s} {r["ms_per_step"]:8.2f} '
           f'{r["clips_per_s"]:8.1f} {mfu:>6s} {peak:>8s}')
   for k, v in rat.items():
     print(f'ratio {k}: ' + ', '.join(f'{a} {b:.2f}x' for a, b in v.items()))
@@ -84,10 +100,10 @@ def summary_lines(report, top=12):
   """Per JAX result: HLO layout counts, kernel-time groups and top kernels; per torch eager: top kernels."""
   lines = [f'card {report.get("card")}  date {report.get("date")}  jax {report.get("jax_version")}']
   for r in report['results']:
-    name = ' '.join(str(r.get(k)) for k in ('what', 'arch', 'impl', 'label', 'conv_impl', 'stage', 'gan_update',
-                                             'video_gan', 'xla_flags') if r.get(k))
+    name = ' '.join(str(r.get(k)) for k in ('what', 'arch', 'impl', 'label', 'conv_impl', 'features', 'augment',
+                                             'stage', 'gan_update', 'video_gan', 'xla_flags') if r.get(k))
     lines.append(f'\n== {name}')
-    for k in ('ms_per_step', 'clips_per_s', 'mfu', 'peak_bytes', 'compile_s', 'warmup_s', 'xla_flops',
+    for k in ('ms_per_step', 'clips_per_s', 'mfu', 'peak_bytes', 'compile_s', 'warmup_s', 'loss', 'xla_flops',
               'flops_per_step', 'error', 'skipped'):
       if r.get(k) is not None:
         lines.append(f'  {k}: {r[k]}')

@@ -4,10 +4,9 @@ Analytic: every convolution's FLOPs are 2 x (output elements) x (kernel volume x
 multiply-add counts as 2 FLOPs, read off the real modules while jax.eval_shape traces them (nothing is
 computed or allocated). BatchNorm, ReLU, pooling and residual additions are not counted (< 1% here), nor is
 any classifier - the same convention as torchvision's published numbers, printed beside ours.
-When csvr_jax/benchmarks/branch_flops.py exists, its per-network table for configs/base.py follows, then the
+Then csvr_jax/benchmarks/branch_flops.py's per-network table for configs/base.py, and the
 video branch of one training step with the dense and the tgan2 video GAN side by side (model.video_gan).
 """
-import importlib
 import math
 
 import flax.linen as nn
@@ -15,6 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from csvr_jax import models
+from csvr_jax.benchmarks import branch_flops
+from csvr_jax.benchmarks import common
 from csvr_jax.models.backbone_layers import Conv
 
 # torchvision's metadata (num_params minus the 400-way classifier; 2 x its '_ops' GMACs), 16 frames.
@@ -81,19 +82,13 @@ def print_backbone_table(rows):
 
 
 def print_branch_table():
-  """The per-network table of branch_flops.branch_rows(configs/base.py), when that module exists."""
-  try:
-    branch_flops = importlib.import_module('csvr_jax.benchmarks.branch_flops')
-  except ModuleNotFoundError as e:
-    if e.name != 'csvr_jax.benchmarks.branch_flops':
-      raise
-    return
-  from configs import base  # pylint: disable=import-outside-toplevel
+  """The per-network table of branch_flops.branch_rows(configs/base.py), then the video branch's."""
+  c = common.recipe_config('base')
   print('\nCSVR networks at configs/base.py sizes (XLA cost analysis, forward, batch 1)')
   print(f'{"network":14s} {"params":>12s} {"GFLOP":>9s}')
-  for name, params, gflops in branch_flops.branch_rows(base.get_config()):
+  for name, params, gflops in branch_flops.branch_rows(c):
     print(f'{name:14s} {params:>12,d} {gflops:9.2f}')
-  print_video_branch_table(branch_flops.video_branch_rows(base.get_config()))
+  print_video_branch_table(c, branch_flops.video_branch_rows(c))
 
 
 VIDEO_PARTS = (('video_g_rec', 'video_g_rec'), ('video_g_pred', 'video_g_pred'),
@@ -102,10 +97,8 @@ VIDEO_PARTS = (('video_g_rec', 'video_g_rec'), ('video_g_pred', 'video_g_pred'),
                ('total (training)', 'total'), ('one G rendering densely', 'video_g_dense'))
 
 
-def print_video_branch_table(table):
-  """table: branch_flops.video_branch_rows(...) for 'dense' and 'tgan2'."""
-  from configs import base  # pylint: disable=import-outside-toplevel
-  c = base.get_config()
+def print_video_branch_table(c, table):
+  """table: branch_flops.video_branch_rows(c) for 'dense' and 'tgan2'."""
   print(f'\nVideo branch, one training step per clip ({c.data.clip_len}x{c.data.crop_size}x{c.data.crop_size}, '
         f'G {c.model.video_g_channels} / D {c.model.video_d_channels} channels; forward GFLOP, XLA cost analysis)')
   print(f'{"part":26s} {"dense":>9s} {"tgan2":>9s} {"tgan2/dense":>11s}')

@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from configs import base
+from csvr_jax.benchmarks import common
 from csvr_jax.data import augment
 from csvr_jax.data import pipeline
 from csvr_jax.data import records
@@ -149,7 +149,7 @@ def _baseline_sample(path, c, rng):
 
 
 def main():
-  c = ml_collections.ConfigDict(base.get_config().data.to_dict())
+  c = ml_collections.ConfigDict(common.recipe_config('base').data.to_dict())
   c.num_workers = 0
   from data_prep import tfds_writer  # deferred: imports TFDS
   with tempfile.TemporaryDirectory(prefix='csvr_pipeline_bench_') as tmp:

@@ -103,13 +103,16 @@ def _augment_per_sample(clips, key, data_config):
   return jax.vmap(lambda c, k: augment.device_augment(c[None], k, data_config)[0])(clips, keys)
 
 
-def train_step(state, batch, *, model, classifier, tx, lr_fn, config):
+def train_step(state, batch, *, model, classifier, tx, lr_fn, config, device_augment=True):
   """One SGD step inside shard_map: batch {input_keys of the features (uint8 'clip', poses), 'label'} is this
-  device's rows -> (state, metrics)."""
+  device's rows -> (state, metrics). device_augment=False only normalises the clip (no colour jitter / blur):
+  the model's own cost, for the benchmarks (csvr_jax/benchmarks/finetune_bench.py)."""
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   k_aug, k_drop = jax.random.split(key)
   k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(parallel.DATA))
-  x, poses = downstream.call_args(batch, lambda clips: _augment_per_sample(clips, k_aug, config.data))
+  prepare = ((lambda clips: _augment_per_sample(clips, k_aug, config.data)) if device_augment
+             else (lambda clips: augment.normalize(clips, config.data.mean, config.data.std)))
+  x, poses = downstream.call_args(batch, prepare)
 
   def loss_fn(params):
     out, upd = model.apply({'params': params['backbone'], 'batch_stats': state.batch_stats}, x, **poses,
@@ -132,9 +135,10 @@ def train_step(state, batch, *, model, classifier, tx, lr_fn, config):
   return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
 
 
-def jit_train_step(config, model, classifier, tx, lr_fn, mesh):
+def jit_train_step(config, model, classifier, tx, lr_fn, mesh, device_augment=True):
   """`train_step` data parallel over `mesh`, jitted with the state donated: (state, global batch) -> ..."""
-  step_fn = functools.partial(train_step, model=model, classifier=classifier, tx=tx, lr_fn=lr_fn, config=config)
+  step_fn = functools.partial(train_step, model=model, classifier=classifier, tx=tx, lr_fn=lr_fn, config=config,
+                              device_augment=device_augment)
   return jax.jit(parallel.data_parallel(step_fn, mesh, (parallel.REPLICATED, parallel.BATCH),
                                         (parallel.REPLICATED, parallel.REPLICATED)), donate_argnums=(0,),
                  compiler_options=parallel.compiler_options(config))
