@@ -13,7 +13,7 @@ def get_config(arg=None):
   c.data.dataset_dir = 'data/ucf101'
   c.model.vnet = 'r3d_18'
   c.model.dtype = 'bfloat16'
-  c.model.conv_impl = 'fold_s2d'  # channels padded to 8, space-to-depth RGB stem: finetune 1.12-1.18x torch.compile (H200)
+  c.model.conv_impl = 'fold_s2d'  # channels padded to 8, space-to-depth RGB stem (docs/performance.md)
   c.train.epochs = 200
   # The paper's staged schedule with our stage lengths (the paper gives none): pose GAN, context branch and video
   # GANs 10 epochs each on their own objectives, then the joint stage for the remaining 170 of the 200 epochs.

@@ -91,6 +91,12 @@ def replicated(mesh):
   return NamedSharding(mesh, P())
 
 
+def replicated_like(abstract_tree, mesh):
+  """Replicated shardings spelled per rank, P(None, ...), as the shard_map'd steps return their state: a state
+  created with P() would differ from the steps' outputs and compile every step twice."""
+  return jax.tree.map(lambda x: NamedSharding(mesh, P(*[None] * len(x.shape))), abstract_tree)
+
+
 def batch_sharding(mesh):
   """Leading (batch) axis split over 'data', the rest replicated."""
   return NamedSharding(mesh, P(DATA))

@@ -108,6 +108,7 @@ def _two_steps(c, devices):
   for seed in (0, 1):
     batch = _random_batch(c, seed)
     state, metrics = step(state, parallel.host_to_global({k: batch[k] for k in keys}, mesh))
+  assert step._cache_size() == 1  # the initial state is placed as the step returns it: one compile, not two
   return initial, checkpoint.host_copy(state), jax.device_get(metrics)
 
 

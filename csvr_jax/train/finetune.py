@@ -93,8 +93,9 @@ def create_state(config, backbone_vars, classifier, feature_dim, tx, mesh):
   """`init_state` as one jitted computation placed replicated on the mesh (eager init would compile one
   small program per parameter shape)."""
   init = functools.partial(init_state, config, classifier=classifier, feature_dim=feature_dim, tx=tx)
-  return jax.jit(init, out_shardings=parallel.replicated(mesh),
-                 compiler_options=parallel.compiler_options(config))(jax.device_get(backbone_vars))
+  host_vars = jax.device_get(backbone_vars)
+  shardings = parallel.replicated_like(jax.eval_shape(init, host_vars), mesh)
+  return jax.jit(init, out_shardings=shardings, compiler_options=parallel.compiler_options(config))(host_vars)
 
 
 def _augment_per_sample(clips, key, data_config):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from csvr_jax import parallel
 from csvr_jax.train import init_prng
 from csvr_jax.train import schedule
 
@@ -107,10 +108,7 @@ def create_state(init_variables, optimizers, rng, sharding=None, compiler_option
                       opt_state=opt_state, rng=run_key)
 
   abstract = jax.eval_shape(init, rng)
-  # Spell the replicated spec per rank, P(None, ...), as the shard_map'd steps return it: an initial state
-  # with P() would differ from the steps' outputs and compile every step twice.
-  full_rank = lambda x: jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*[None] * x.ndim))
-  out_shardings = None if sharding is None else jax.tree.map(full_rank, abstract)
+  out_shardings = None if sharding is None else parallel.replicated_like(abstract, sharding.mesh)
   state = jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)(rng)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
   return state, abstract
