@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-import pretrain_fixtures as fx  # tests/ is on sys.path (pytest rootdir-less import mode)
 import test_elastic_resume as elastic  # tests/ is on sys.path
 from csvr_jax import checkpoint
 
@@ -18,12 +17,7 @@ DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrain_driv
 TIMEOUT = 900
 
 
-@pytest.fixture(scope='module')
-def env_and_data(tmp_path_factory):
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0', JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  env.pop('XLA_FLAGS', None)
-  return env, fx.write_toy_dataset(tmp_path_factory.mktemp('toy'))
+env_and_data = elastic.env_and_data  # the same subprocess environment and toy dataset fixture
 
 
 def _drive(env, *args, check=True):
