@@ -7,13 +7,10 @@ exist. Variants are selected with one string argument (`--config=configs/k400.py
 import ml_collections
 
 from csvr_jax import config_variants
+from csvr_jax.data import normalization
 from csvr_jax.train import schedule
 
 ConfigDict = ml_collections.ConfigDict
-
-# Kinetics-400 mean/std used by torchvision's video models (their weights expect this normalisation).
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
 def get_config(arg=None):
@@ -62,8 +59,8 @@ def get_config(arg=None):
   c.data.num_workers = 2           # Grain worker processes per host (0 = in-process)
   c.data.prefetch = 2
   c.data.shuffle_seed = 0
-  c.data.mean = KINETICS_MEAN
-  c.data.std = KINETICS_STD
+  c.data.mean = normalization.KINETICS_MEAN  # torchvision's video models expect these
+  c.data.std = normalization.KINETICS_STD
   c.data.crop_scale = (0.2, 1.0)   # random resized crop area range
   c.data.crop_ratio = (3 / 4, 4 / 3)
   c.data.flip_prob = 0.5

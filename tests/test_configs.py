@@ -134,3 +134,15 @@ def test_bad_choice_fails_before_any_work_on_the_command_line():
   assert r.returncode == 2
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and "config.loss.gan: unknown 'hinge'; choose from bce, wgan" in lines[0], r.stderr
+
+
+def test_the_library_does_not_import_the_config_files():
+  """Configs depend on the library, never the reverse; the benchmarks alone read the recipes, in one place."""
+  allowed = {os.path.join('csvr_jax', 'benchmarks', 'common.py')}
+  offenders = []
+  for path in glob.glob(os.path.join(ROOT, 'csvr_jax', '**', '*.py'), recursive=True):
+    rel = os.path.relpath(path, ROOT)
+    text = open(path).read()
+    if rel not in allowed and re.search(r'^\s*(from configs\b|import configs\b)|configs\.\w+\.get_config', text, re.M):
+      offenders.append(rel)
+  assert not offenders, offenders

@@ -9,9 +9,8 @@ a backward pass costs about twice its forward. With model.video_gan='tgan2' the 
 runs: the generators' level path (sparse frames) and every level's discriminator. `video_branch_rows` puts the
 dense and tgan2 video branches side by side. csvr_jax/benchmarks/flops.py prints the tables.
 
-Usage:
-  from configs import base
-  for name, params, gflops in branch_rows(base.get_config()):
+Usage (any full config, e.g. configs/base.py's):
+  for name, params, gflops in branch_rows(config):
     print(f'{name:14s} {params / 1e6:8.2f} M {gflops:8.2f} GFLOP')
 """
 import copy

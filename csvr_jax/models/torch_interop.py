@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from csvr_jax.data import normalization
 from csvr_jax.models.s3d import S3D_INCEPTION
 from csvr_jax.models.video_backbones import VIDEO_RESNETS
 
@@ -167,13 +168,12 @@ def save_state_dict(sd, path):
 
 def convert(to, src, out, arch=None, clip_len=16, crop_size=112):
   """torchvision .pth/.npz -> export dir (to='orbax'), or export dir -> .pth/.npz (to='pth'|'npz')."""
-  from configs import base  # pylint: disable=import-outside-toplevel
   from csvr_jax import checkpoint  # pylint: disable=import-outside-toplevel
   if to == 'orbax':
     if arch not in ARCHS:
       raise SystemExit(f'error: --arch must be one of {ARCHS}, not {arch!r}')
-    meta = dict(arch=arch, width=1.0, clip_len=clip_len, crop_size=crop_size, mean=list(base.KINETICS_MEAN),
-                std=list(base.KINETICS_STD), step=0, source=f'torchvision:{os.path.abspath(src)}')
+    meta = dict(arch=arch, width=1.0, clip_len=clip_len, crop_size=crop_size, mean=list(normalization.KINETICS_MEAN),
+                std=list(normalization.KINETICS_STD), step=0, source=f'torchvision:{os.path.abspath(src)}')
     checkpoint.save_backbone_export(out, from_torchvision(arch, load_state_dict(src)), meta)
     return out
   if to not in ('pth', 'npz'):
