@@ -1,8 +1,8 @@
 """The embedded default: tiny CSVR on SynthActions, on CPU, end to end in minutes (--mode=demo).
 
 Variants: `configs/demo.py` (the full demo), `:quick` (joint stage only, 2 steps at batch 4, V-Network features
-only: the pipeline check of the tests and the Colab notebook), `:research` (the full demo's shapes with an 18x
-longer schedule). Widths, clip length (4 frames at stride 4) and resolution (32x32 crops of 40x40 frames) are
+only: the pipeline check of the tests and the Colab notebook). The research evidence comes from the study
+(configs/study.py, docs/study.md). Widths, clip length (4 frames at stride 4) and resolution (32x32 crops of 40x40 frames) are
 scaled down from the paper's recipe; the pipeline, losses, schedule shape (branches separately, then jointly)
 and evaluation protocol are the paper's. Timings: docs/performance.md ("The CPU demo").
 """
@@ -19,7 +19,7 @@ def set_schedule(c, branch_steps, joint_steps):
 
 
 def get_config(arg=None):
-  variants = config_variants.parse(arg, 'configs/demo.py', ('quick', 'research'))
+  variants = config_variants.parse(arg, 'configs/demo.py', ('quick',))
   c = base.get_config()
   c.mode = 'demo'
   c.model.vnet = 'r3d_18'
@@ -66,10 +66,4 @@ def get_config(arg=None):
     c.finetune.total_steps = 2
     c.data.num_eval_clips = 2
     c.demo.features = ('vnet',)  # the pipeline check: the V-Network's features only
-  elif 'research' in variants:
-    # The full demo's shapes and data with an 18x longer schedule (1,080 steps, ~58 epochs of the 150 training
-    # videos).
-    set_schedule(c, branch_steps=120, joint_steps=720)
-    c.finetune.total_steps = 60
-    c.checkpoint.every_steps = 100
   return c

@@ -12,7 +12,7 @@ from configs import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')) if not p.endswith('__init__.py'))
-VARIANTS = {'demo.py': [None, 'quick', 'research'], 'k400.py': [None, 'smoke'], 'ucf101.py': [None, 'smoke'],
+VARIANTS = {'demo.py': [None, 'quick'], 'k400.py': [None, 'smoke'], 'ucf101.py': [None, 'smoke'],
             'ucf101_finetune.py': [None, 'smoke'], 'hmdb51_finetune.py': [None, 'smoke'],
             'ssv2_finetune.py': [None, 'smoke'],
             'table1.py': ['scratch', 'fd', 'fs', 'fi_adain', 'fi_concat', 'fi_full', 'fi_full,smoke']}
