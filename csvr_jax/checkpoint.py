@@ -99,7 +99,16 @@ def load_branches_export(export_dir, meta, purpose):
 CHECKPOINT_DIR = 'checkpoints'
 DATA_ITEM = 'data'
 DATASET_ITEM = 'dataset'
+FORMAT_ITEM = 'format'
+# The layout of what a training checkpoint holds. 2: per-network TrainState / FinetuneState ({'backbone': {'vnet',
+# ...}}), the dataset and format items (2026-11-27). Checkpoints without a format item are format 1.
+FORMAT_VERSION = 2
 RESUME_FLAG = 'config.checkpoint.resume_data_order'
+# Config keys that decide the networks' parameter trees: named when a checkpoint does not fit the current model.
+MODEL_KEYS = ('model.vnet', 'model.width', 'model.inet', 'model.integration', 'model.video_gan',
+              'model.video_gan_levels', 'model.video_g_channels', 'model.video_d_channels', 'model.pose_channels',
+              'model.pose_encoder_layers', 'model.embed_dim', 'model.head_hidden', 'finetune.features',
+              'finetune.num_classes', 'data.clip_len', 'data.future_len')
 
 
 class ResumeError(ValueError):
@@ -117,6 +126,44 @@ def dataset_record(dataset_dir):
     return {'name': report.dataset_name(dataset_dir), 'dir': '', 'fingerprint': None}
   return {'name': report.dataset_name(dataset_dir), 'dir': os.path.abspath(dataset_dir),
           'fingerprint': fingerprint_lib.read_fingerprint(dataset_dir)}
+
+
+def _flat(tree, prefix=''):
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f'{prefix}{key}.').items()}
+  return {prefix.rstrip('.'): tree}
+
+
+def _leaf_shapes(tree):
+  """{path: shape} with every path entry as text (a struct field, dict key or tuple index: orbax saves all of
+  them as nested dicts and lists)."""
+  name = lambda k: str(getattr(k, 'name', getattr(k, 'key', getattr(k, 'idx', k))))
+  return {'/'.join(name(k) for k in path): tuple(getattr(x, 'shape', ()) or ())
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def check_fits(step_dir, abstract_state, config=None):
+  """One-line ResumeError unless the checkpoint in step_dir holds exactly abstract_state's arrays (tree paths
+  and shapes): written by another model or by an older checkpoint format, it cannot be resumed."""
+  with ocp.PyTreeCheckpointer() as ckptr:
+    saved = ckptr.metadata(os.path.join(step_dir, 'state')).item_metadata.tree
+  if _leaf_shapes(saved) == _leaf_shapes(abstract_state):
+    return
+  version_path = os.path.join(step_dir, FORMAT_ITEM)
+  version = 1
+  if os.path.isdir(version_path):
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+      version = ckptr.restore(version_path)['format_version']
+  why = f'checkpoint format {version}' + (' (written before formats were recorded)' if version == 1 else '')
+  differs = []
+  config_path = os.path.join(step_dir, 'config')
+  if config is not None and os.path.isdir(config_path):
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+      saved_config, now = _flat(ckptr.restore(config_path)), _flat(_json_config(config))
+    differs = [f'{k} {saved_config.get(k)!r} vs {now.get(k)!r}' for k in MODEL_KEYS if saved_config.get(k) != now.get(k)]
+  raise ResumeError(f'{step_dir}: the saved state does not fit this model ({why}; this code writes format '
+                    f'{FORMAT_VERSION}' + (f'; the checkpoint vs now: {", ".join(differs)}' if differs else '')
+                    + '): resume with the config it was written with, or use another workdir')
 
 
 def check_data_state(data_item_dir, data_iter):
@@ -157,7 +204,8 @@ class TrainCheckpointer:
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        DATA_ITEM: grain.checkpoint.CheckpointHandler(),
                        'config': ocp.JsonCheckpointHandler(),
-                       DATASET_ITEM: ocp.JsonCheckpointHandler()})
+                       DATASET_ITEM: ocp.JsonCheckpointHandler(),
+                       FORMAT_ITEM: ocp.JsonCheckpointHandler()})
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -172,16 +220,20 @@ class TrainCheckpointer:
       items[DATA_ITEM] = self._grain.CheckpointSave(data_iter)
     if config is not None:
       items['config'] = ocp.args.JsonSave(_json_config(config))
+      items[FORMAT_ITEM] = ocp.args.JsonSave({'format_version': FORMAT_VERSION})
       dataset_dir = config.data.dataset_dir
       if dataset_dir not in self._datasets:
         self._datasets[dataset_dir] = dataset_record(dataset_dir)
       items[DATASET_ITEM] = ocp.args.JsonSave(self._datasets[dataset_dir])
     return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def restore(self, abstract_state, data_iter=None, step=None, resume_data_order=True):
+  def restore(self, abstract_state, data_iter=None, step=None, resume_data_order=True, config=None):
     """Restores the train state onto abstract_state's shardings (any device count) and, when resume_data_order,
-    the data iterator in place (ResumeError when it cannot follow, see check_data_state) -> state."""
+    the data iterator in place (ResumeError when it cannot follow, see check_data_state) -> state. A state that
+    does not fit abstract_state (another model, or an older checkpoint format) is a one-line ResumeError naming
+    the format and, with `config`, the model keys that differ from the checkpoint's."""
     step = self.manager.latest_step() if step is None else step
+    check_fits(os.path.join(self.directory, str(step)), abstract_state, config)
     items = {'state': ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None and resume_data_order:
       check_data_state(os.path.join(self.directory, str(step), DATA_ITEM), data_iter)

@@ -46,6 +46,31 @@ def test_state_iterator_config_roundtrip_and_keep(tmp_path):
   assert saved_config['train']['batch_size'] == config.train.batch_size
 
 
+def test_a_checkpoint_of_another_model_is_a_one_line_error_naming_format_and_keys(tmp_path):
+  import pytest
+  mesh = parallel.make_mesh(ConfigDict(dict(mesh=(('data', -1),))))
+  config = base.get_config()
+  config.model.video_gan = 'dense'
+  ckpt = checkpoint.TrainCheckpointer(str(tmp_path), keep=2)
+  ckpt.save(3, _state(mesh), None, config)
+  ckpt.wait()
+  assert json.load(open(tmp_path / 'checkpoints' / '3' / 'format' / 'metadata')) == {
+      'format_version': checkpoint.FORMAT_VERSION}
+  other = _state(mesh)
+  other['params']['video_d_rec'] = {'level0': np.zeros(2, np.float32)}  # another video branch
+  now = base.get_config()  # tgan2, the default
+  with pytest.raises(checkpoint.ResumeError) as e:
+    ckpt.restore(checkpoint.abstract_like(other), config=now)
+  message = str(e.value)
+  assert '\n' not in message and 'does not fit this model (checkpoint format 2;' in message
+  assert "model.video_gan 'dense' vs 'tgan2'" in message
+  import shutil
+  shutil.rmtree(tmp_path / 'checkpoints' / '3' / 'format')  # as a checkpoint written before formats existed
+  with pytest.raises(checkpoint.ResumeError, match=r'checkpoint format 1 \(written before formats were recorded\)'):
+    ckpt.restore(checkpoint.abstract_like(other))
+  ckpt.close()
+
+
 def test_export_mode_writes_vnet(tmp_path):
   mesh = parallel.make_mesh(ConfigDict(dict(mesh=(('data', -1),))))
   config = base.get_config()

@@ -228,7 +228,7 @@ def train(config, workdir):
   ckpt = checkpoint.TrainCheckpointer(ft_dir, config.checkpoint.keep)
   if ckpt.latest_step() is not None:
     state = ckpt.restore(checkpoint.abstract_like(state), data_iter,
-                         resume_data_order=config.checkpoint.resume_data_order)
+                         resume_data_order=config.checkpoint.resume_data_order, config=config)
     print(f'finetune: resumed from step {int(state.step)} in {ckpt.directory}')
   writer = metrics_lib.MetricWriter(ft_dir, steps, batch, config.logging.progress_bar,
                                     main_keys=['finetune/loss', 'finetune/train_top1'])

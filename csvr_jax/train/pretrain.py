@@ -87,7 +87,8 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
   os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint.TrainCheckpointer(workdir, config.checkpoint.keep)
   if ckpt.latest_step() is not None:
-    state = ckpt.restore(abstract, data_iter, resume_data_order=config.checkpoint.resume_data_order)
+    state = ckpt.restore(abstract, data_iter, resume_data_order=config.checkpoint.resume_data_order,
+                         config=config)
     if is_main:
       print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
 
