@@ -1,4 +1,4 @@
-"""CSVR losses as small pure functions (DESIGN.md sections 1 and 3).
+"""CSVR losses as small pure functions (eq. 1, 2, 6, 7 and Table IV; docs/design.md).
 
 Context branch (eq. 2, Table IV): `mi_info_nce`, `info_nce`, `l2_embedding_loss`, chosen by `context_loss`.
 GAN terms (eq. 1, 6, 7) from logits: non-saturating BCE and WGAN, `gradient_penalty` (WGAN-GP), and the

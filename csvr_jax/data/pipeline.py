@@ -42,11 +42,7 @@ The per-sample functions live in csvr_jax/data/samples.py; what the loaders rely
 and the set-up of the loading and worker processes (malloc tuning, workers that exit with their parent), in
 csvr_jax/data/grain_adapter.py.
 
-Throughput (python -m csvr_jax.bench --what=pipeline; records prepared as data_prep.build does, 180 frames of
-128x170 JPEG q90 per video): see README. Per sample, CPU time on the dev VM splits into decoding the ~35
-sampled JPEGs (~50%), crop + resize + flip (~20%), reading the serialized record (~0.5-1 ms, ~11%), parsing
-only the fields and frames it uses (records.SerializedRecord, ~4%), grain's sampler and batching (~6%) and
-sampling + poses + crop boxes (~5%).
+Throughput and where a sample's CPU time goes: `python -m csvr_jax.bench --what=pipeline`, docs/performance.md.
 """
 import collections
 import threading

@@ -1,7 +1,7 @@
 """The record schema shared by data_prep (writer) and the Grain pipelines (reader).
 
 One record per video. Stored with TFDS in ArrayRecord files and read with `tfds.data_source`-style random
-access, without TensorFlow: only TFDS features that work without TF are used (DESIGN.md section 4).
+access, without TensorFlow: only TFDS features that work without TF are used (docs/design.md, "Data").
 
 Two ways to read a split: `open_split` decodes every field of a record (TFDS `deserialize_example_np`: all
 frames' JPEG bytes become Python objects, all poses are converted); the input pipelines instead read the

@@ -1,6 +1,6 @@
 """Temporal sampling (pure numpy, no I/O): which frames of a video make a sample.
 
-Pretraining sample (DESIGN.md section 1): the clip V = `clip_len` frames at `stride`, the future clip V+ = the
+Pretraining sample (docs/design.md, "Paper -> code"): the clip V = `clip_len` frames at `stride`, the future clip V+ = the
 next `future_len` frames at the same stride (so frame k of the joint window is `start + k * stride`), the poses
 P_in / P_gt at those same frames, and the I-frames of the clip window.
 

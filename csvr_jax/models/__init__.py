@@ -1,4 +1,4 @@
-"""Backbone registry (DESIGN.md section 3).
+"""Backbone registry (the fixed interfaces: docs/design.md, "Paper -> code").
 
 `get_video_backbone(name, **kw)` / `get_image_backbone(name, **kw)` return linen Modules called as
 `module.apply(variables, x, train)` -> {'pooled': (B, C) float32, 'features': last feature map}. Keywords:

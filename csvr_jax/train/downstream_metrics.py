@@ -4,7 +4,7 @@ No data loading and no models here: these functions take numpy arrays (or anythi
 other code (and other projects) can call them on their own features. `csvr_jax.train.evaluate` re-exports them
 and adds the feature extraction and the modes.
 
-Conventions (also in README "Implementation notes"):
+Conventions (also in docs/design.md):
 * Fractions in [0, 1] everywhere; reports print percentages.
 * Retrieval ranks the gallery by cosine similarity, descending; exactly equal similarities are ordered by
   gallery index (lower first, a stable sort). A query is a hit at k if any of its top-k gallery items shares its

@@ -11,7 +11,7 @@ identical on all devices: the gradient of such a term w.r.t. replicated params i
 (no division, no pmean of gradients; see parallel.py). Randomness is drawn per sample from
 fold_in(key, global sample index), so the same global batch gives the same numbers on any number of devices.
 
-Choices where the paper is silent (also in README "Implementation notes"):
+Choices where the paper is silent (also in docs/design.md):
   * the pose D has the WGAN-GP penalty (eq. 1); the video D's have none (eq. 6/7 have none);
   * stage weights: eq. 9's sigma_p, sigma_c are applied in every stage (a branch trained alone is scaled too);
   * networks that a stage runs but does not train run in inference mode (BatchNorm running statistics);
