@@ -33,9 +33,9 @@ Job = collections.namedtuple('Job', 'dataset seed method')
 
 # Relative CPU cost of one pretraining step by its active losses, in units of a joint CSVR step, and of the rest
 # of a job (SynthActions at 32x32x4, widths 1/8, batch 8; measured with configs/study.py): only for the ETA.
-STEP_COST = {'pose': 0.02, 'context': 0.15, 'video': 0.85}
+STEP_COST = {'pose': 0.02, 'context': 0.25, 'video': 0.75}
 FINETUNE_STEP_COST = 0.05
-EVALUATION_COST = 8.0  # feature extraction of the train and test videos + the probe, per features
+EVALUATION_COST = 15.0  # feature extraction of the train and test videos + the probe, per features
 
 
 def check_methods(config):

@@ -148,7 +148,7 @@ def write(workdir, study):
   for name, ds in study['datasets'].items():
     context = design['datasets'].get(name)
     lines += [f'## {name} (context {context}: P(scene = the class\'s scene); {ds["num_test_videos"]} test videos)',
-              '', rows_table(ds), '']
+              '', rows_table(ds), '', noise_text(ds), '']
     png = f'study_{name}.png'
     if plot_dataset(name, ds, os.path.join(workdir, png), 1.0 / design['classes']):
       written.append(os.path.join(workdir, png))
@@ -166,11 +166,31 @@ def write(workdir, study):
   return [path] + written
 
 
+def noise_text(ds):
+  """One run's noise band (summary.py 'one_run_noise')."""
+  n = ds.get('one_run_noise') or {}
+  if n.get('video_halfwidth') is None:
+    return ''
+  text = (f'Noise band of one run (one seed): +-{100 * n["video_halfwidth"]:.1f} points from the '
+          f'{ds["num_test_videos"]} test videos alone (median half-width of a one-seed 95% interval)')
+  if n.get('seed_sd') is not None:
+    text += f'; seeds scatter with a standard deviation of {100 * n["seed_sd"]:.1f} points (median over rows and metrics)'
+  return text + '.'
+
+
+def timing_text(invocations):
+  """The wall time of the invocations that ran jobs, and the load they ran under."""
+  ran = [t for t in invocations if t['jobs_run']]
+  if not ran:
+    return ''
+  total = sum(t['wall_s'] for t in ran)
+  parts = '; '.join(f'{t["end"]}: {t["wall"]} for {t["jobs_run"]} jobs, load average {t["load_start"]:.1f} -> '
+                    f'{t["load_end"]:.1f} on {t["cpus"]} CPUs, {t["processes"]} processes' for t in ran)
+  h, rem = divmod(int(total), 3600)
+  return f'Wall time: {h}h{rem // 60:02d}m{rem % 60:02d}s over {len(ran)} invocation(s) that ran jobs ({parts}).'
+
+
 def design_text(d):
-  t = d.get('timing', {})
-  timing = (f'Wall time of the last invocation: {t["wall"]} ({t["jobs_run"]} jobs run, {t["jobs_skipped"]} already '
-            f'done; load average {t["load_start"]:.1f} at the start, {t["load_end"]:.1f} at the end, '
-            f'{t["cpus"]} CPUs, {t["processes"]} processes).') if t else ''
   steps = '; '.join(f'{m}: ' + ', '.join(f'{n} {k}' for n, k in stages) for m, stages in d['stages'].items())
   return '\n'.join([
       f'SynthActions draw `{d["draw"]}` (generator seed {d["data_seed"]}); datasets '
@@ -179,4 +199,4 @@ def design_text(d):
       f'per class; training seeds {d["seeds"]}.',
       f'Clips {d["clip"]}; V-Network {d["vnet"]}; pretraining batch {d["batch"]}, steps per stage ({steps}); '
       f'finetune {d["finetune_steps"]} steps at batch {d["finetune_batch"]}; {d["eval_clips"]} clips per test video.',
-      timing])
+      timing_text(d.get('invocations', []))])

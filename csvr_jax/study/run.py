@@ -15,6 +15,7 @@ files exist) and unfinished pretraining / finetuning resumes from its last check
 """
 import contextlib
 import functools
+import json
 import os
 import sys
 import time
@@ -138,6 +139,17 @@ def merge_runs(config, workdir):
         report.update_results(workdir, r, r['metrics'], r['per_class_accuracy'])
 
 
+def record_invocation(workdir, entry):
+  """Appends this invocation's timing to workdir/invocations.jsonl; returns every entry (the study's wall time is
+  the sum over the invocations that ran jobs: an interrupted study resumed once has two)."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'invocations.jsonl')
+  with open(path, 'a') as f:
+    f.write(json.dumps(entry) + '\n')
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def run(config, workdir):
   """The study (module docstring)."""
   from csvr_jax import demo, report as report_lib  # pylint: disable=g-import-not-at-top
@@ -158,13 +170,14 @@ def run(config, workdir):
     run_jobs(config, todo, dataset_dirs, workdir, cache_dir)
   merge_runs(config, workdir)
   info = design(config)
-  info['timing'] = dict(wall=_fmt(time.time() - start), wall_s=round(time.time() - start, 1), jobs_run=len(todo),
-                        jobs_skipped=len(all_jobs) - len(todo), load_start=load_start, load_end=os.getloadavg()[0],
-                        cpus=os.cpu_count(), processes=processes)
+  info['invocations'] = record_invocation(workdir, dict(
+      wall=_fmt(time.time() - start), wall_s=round(time.time() - start, 1), jobs_run=len(todo),
+      jobs_skipped=len(all_jobs) - len(todo), load_start=round(load_start, 2), load_end=round(os.getloadavg()[0], 2),
+      cpus=os.cpu_count(), processes=processes, end=time.strftime('%Y-%m-%d %H:%M')))
   study = summary.summarize(config, workdir, info)
   results = report_lib.load_results(workdir)
   results['study'] = study
   jobs.write_json(os.path.join(workdir, report_lib.RESULTS_FILE), results)
   written = report.write(workdir, study)
-  print(f'study: finished in {info["timing"]["wall"]}; report {written[0]} ({len(written) - 1} plots)', flush=True)
+  print(f'study: finished in {info["invocations"][-1]["wall"]}; report {written[0]} ({len(written) - 1} plots)', flush=True)
   return study

@@ -85,12 +85,21 @@ def dataset_summary(config, rows):
   s, seeds = config.study, tuple(int(x) for x in config.study.seeds)
   ci = lambda x: stats.interval(x, s.bootstrap_samples, s.confidence, seed=0)
   out = {'rows': {}, 'comparisons': [], 'num_test_videos': None}
+  seed_sd, halfwidth = [], []
   for row, by_seed in rows.items():
     for metric in METRICS:
       x = stacked(by_seed, metric, seeds)
       if x is not None:
         out['rows'].setdefault(row, {})[metric] = ci(x)
         out['num_test_videos'] = int(x.shape[1])
+        one = ci(x[:1])
+        halfwidth.append((one['high'] - one['low']) / 2)
+        if len(seeds) > 1:
+          seed_sd.append(float(np.std(x.mean(axis=1), ddof=1)))
+  # What one run (one seed) of this study can tell apart: the half-width of its interval over the test videos, and
+  # how far seeds scatter (medians over rows and metrics).
+  out['one_run_noise'] = {'video_halfwidth': float(np.median(halfwidth)) if halfwidth else None,
+                          'seed_sd': float(np.median(seed_sd)) if seed_sd else None}
   for a, b, why in COMPARISONS:
     if a not in rows or b not in rows:
       continue
