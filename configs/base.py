@@ -192,4 +192,23 @@ def get_config(arg=None):
   c.demo.context = 0.5             # P(scene = the class's own scene); otherwise random (data_prep.synth_actions)
   c.demo.processes = 2             # the three methods run in this many processes (capped at the CPU count)
   c.demo.features = ('vnet', 'fi')  # downstream features evaluated for the methods that have them (demo.METHODS)
+
+  # ---------------------------------------------------------------- study (--mode=study, configs/study.py)
+  # The evidence study (csvr_jax/study/): SynthActions variants x seeds x methods, intervals over seeds and videos.
+  c.study = ConfigDict()
+  c.study.data_dir = 'data/study'  # datasets (<draw>/<name>/) and the shared persistent compile cache
+  c.study.datasets = ConfigDict({'scene': 0.5, 'motion': 0.0})  # name -> SynthActions context (P(class's scene))
+  c.study.classes = 10
+  c.study.train_videos_per_class = 30
+  c.study.test_videos_per_class = 30   # test videos per class (the study's resolution)
+  c.study.frames = 48                  # frames per generated video
+  c.study.size = 40                    # generated frame size (pixels)
+  c.study.draw = 'test'                # test | validation: which SynthActions draw (tuning uses validation only)
+  c.study.data_seeds = ConfigDict({'test': 0, 'validation': 1})  # generator seed of each draw
+  c.study.seeds = (0, 1, 2)            # training seeds (init, noise, data order) of every method
+  c.study.methods = ('CSVR', 'Context only', 'Pose only', 'Random init')  # rows of csvr_jax/study/jobs.py METHODS
+  c.study.evaluations = ('frozen', 'finetune')  # frozen: linear probe + kNN / R@k; finetune: a short finetune
+  c.study.processes = 2                # jobs run in this many processes (capped at the CPU count)
+  c.study.bootstrap_samples = 4000     # resamples of the seeds x test videos bootstrap (csvr_jax/study/stats.py)
+  c.study.confidence = 0.95
   return c

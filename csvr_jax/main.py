@@ -24,6 +24,7 @@ MODES = {
     'linear_probe': 'csvr_jax.train.evaluate:linear_probe_mode',
     'demo': 'csvr_jax.demo:run',
     'experiment': 'csvr_jax.experiment:run',
+    'study': 'csvr_jax.study.run:run',
 }
 
 config_flags.DEFINE_config_file('config', None, 'Path to a config file (optionally :variant), e.g. '

@@ -42,6 +42,8 @@ def define_flags():
   flags.DEFINE_float('context', 0.5, 'Probability that a video shows its class\'s own scene type.')
   flags.DEFINE_integer('fps', 25, 'Frame rate.')
   flags.DEFINE_integer('gop', 16, 'Largest distance between I-frames (libx264 keyint).')
+  flags.DEFINE_integer('test_videos_per_class', None, 'Test videos per class (the last ones of each class, in every '
+                       'split); default: a quarter of each class, a different quarter per split (UCF101-like).')
 
 
 NUM_SCENES = 10
@@ -181,16 +183,29 @@ def video_name(cls, index):
   return f'{cls}/v_{cls}_g{index + 1:02d}_c01'
 
 
+def is_test_video(k, split, videos_per_class, test_videos_per_class=None):
+  """Whether video k of a class is in the test list of split `split` (1-3): k % 4 == split - 1 (a quarter of
+  each class, UCF101-like); with `test_videos_per_class` = n, the last n videos of each class in every split (a
+  test set of any size, e.g. several hundred videos for a study's few-point resolution)."""
+  if test_videos_per_class is None:
+    return k % 4 == split - 1
+  return k >= videos_per_class - test_videos_per_class
+
+
 def generate(out_dir, num_classes=10, videos_per_class=20, frames=64, size=112, seed=0, context=0.5, fps=25,
-             gop=16):
+             gop=16, test_videos_per_class=None):
   """Writes videos/, poses/ and ucfTrainTestlist/ under out_dir; returns the number of videos.
 
-  Video k of a class is in the test list of split s (1-3) when k % 4 == s - 1 (a quarter of each class).
+  Split lists: `is_test_video`. Each video is drawn from its own generator ([seed, label, k]), so a different
+  `seed` is an independent draw of the same classes (e.g. a validation draw beside a test draw).
   """
   if size % 2 or size < 32:
     raise ValueError(f'--size={size}: want an even size >= 32')
   if frames < 2 or videos_per_class < 1 or not 0 <= context <= 1:
     raise ValueError('want --frames >= 2, --videos_per_class >= 1 and 0 <= --context <= 1')
+  if test_videos_per_class is not None and not 1 <= test_videos_per_class < videos_per_class:
+    raise ValueError(f'--test_videos_per_class={test_videos_per_class}: want 1..{videos_per_class - 1} (the rest '
+                     'of --videos_per_class train)')
   names = class_names(num_classes)
   lists = os.path.join(out_dir, 'ucfTrainTestlist')
   os.makedirs(lists, exist_ok=True)
@@ -216,18 +231,18 @@ def generate(out_dir, num_classes=10, videos_per_class=20, frames=64, size=112, 
          open(os.path.join(lists, f'testlist{s:02d}.txt'), 'w') as test:
       for label, cls in enumerate(names):
         for k in range(videos_per_class):
-          if k % 4 == s - 1:
+          if is_test_video(k, s, videos_per_class, test_videos_per_class):
             test.write(f'{video_name(cls, k)}.mp4\n')
           else:
             train.write(f'{video_name(cls, k)}.mp4 {label + 1}\n')
   with open(os.path.join(out_dir, 'synth_actions.json'), 'w') as f:
     json.dump(dict(classes=names, videos_per_class=videos_per_class, frames=frames, size=size, seed=seed,
-                   context=context, fps=fps, gop=gop), f, indent=1)
+                   context=context, fps=fps, gop=gop, test_videos_per_class=test_videos_per_class), f, indent=1)
   return num_classes * videos_per_class
 
 
 def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64, size=128, seed=0, context=0.5,
-                       workers=1, name='synth_actions', short_side=128, reencode_gop=None):
+                       workers=1, name='synth_actions', short_side=128, reencode_gop=None, test_videos_per_class=None):
   """SynthActions end to end, for the demo: raw files in <data_dir>/raw, then data_prep.build's ucf101 layout
   with the OpenPose ground truth, frames stored at `short_side`, key frames as the build's default (CoViAR's
   mpeg4 re-encode at GOP 12; reencode_gop=0: the generated H.264's own). Returns the dataset dir
@@ -242,6 +257,8 @@ def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64,
     reencode_gop = builder.COVIAR_GOP
   wanted = dict(classes=class_names(num_classes), videos_per_class=videos_per_class, frames=frames, size=size,
                 seed=seed, context=context, fps=25, gop=16, short_side=short_side, reencode_gop=reencode_gop)
+  if test_videos_per_class is not None:  # only when given: datasets built before the option stay valid
+    wanted['test_videos_per_class'] = test_videos_per_class
   meta_path = os.path.join(raw, 'synth_actions.json')
   spec = builder.BuildSpec(layout='ucf101', videos_dir=os.path.join(raw, 'videos'),
                            annotations=os.path.join(raw, 'ucfTrainTestlist'),
@@ -254,7 +271,8 @@ def generate_and_build(data_dir, num_classes=10, videos_per_class=20, frames=64,
   if have != wanted:
     for stale in (raw, os.path.join(data_dir, name), builder.work_dir(spec)):
       shutil.rmtree(stale, ignore_errors=True)
-    generate(raw, num_classes, videos_per_class, frames, size, seed, context)
+    generate(raw, num_classes, videos_per_class, frames, size, seed, context,
+             test_videos_per_class=test_videos_per_class)
     with open(meta_path, 'w') as f:  # generate's record plus the build option: both decide what is reused
       json.dump(wanted, f, indent=1)
   return builder.build(spec, workers=workers)['dataset_dir']
@@ -268,7 +286,7 @@ def main(argv):
   start = time.time()
   try:
     n = generate(FLAGS.out_dir, FLAGS.classes, FLAGS.videos_per_class, FLAGS.frames, FLAGS.size, FLAGS.seed,
-                 FLAGS.context, FLAGS.fps, FLAGS.gop)
+                 FLAGS.context, FLAGS.fps, FLAGS.gop, FLAGS.test_videos_per_class)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')) if not p.endswith('__init__.py'))
 VARIANTS = {'demo.py': [None, 'quick'], 'k400.py': [None, 'smoke'], 'ucf101.py': [None, 'smoke'],
             'ucf101_finetune.py': [None, 'smoke'], 'hmdb51_finetune.py': [None, 'smoke'],
-            'ssv2_finetune.py': [None, 'smoke'],
+            'ssv2_finetune.py': [None, 'smoke'], 'study.py': [None, 'quick', 'gpu', 'validation', 'gpu,validation'],
             'table1.py': ['scratch', 'fd', 'fs', 'fi_adain', 'fi_concat', 'fi_full', 'fi_full,smoke']}
 
 
@@ -25,7 +25,7 @@ def load(path, arg):
   return module.get_config(arg)
 
 
-OPEN_MAPPINGS = ('evals', 'experiment.downstream')  # name -> entry mappings: their entries are checked where used
+OPEN_MAPPINGS = ('evals', 'experiment.downstream', 'study.datasets', 'study.data_seeds')  # name -> entry mappings: their entries are checked where used
 
 
 def flat_keys(cfg, prefix=''):

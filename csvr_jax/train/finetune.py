@@ -160,13 +160,14 @@ def _probs_step(model, classifier, mesh, mean, std, fast_compile):
 
 
 def evaluate_classifier(config, state, model, classifier, mesh, batches, num_videos, num_classes):
-  """Test protocol: softmax averaged over each video's clips -> downstream_metrics.classification_metrics."""
+  """Test protocol: softmax averaged over each video's clips -> downstream_metrics.classification_metrics, plus
+  the per-video 'probs' (num_videos, num_classes) and 'labels' (for per-video analyses, e.g. csvr_jax/study)."""
   step = _probs_step(model, classifier, mesh, tuple(map(float, config.data.mean)),
                      tuple(map(float, config.data.std)), bool(config.train.fast_compile))
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   probs, labels = evaluate.per_video_outputs(step, variables, batches, num_videos, mesh,
                                              downstream.input_keys(config.finetune.features))
-  return evaluate.classification_metrics(probs, labels, num_classes)
+  return {**evaluate.classification_metrics(probs, labels, num_classes), 'probs': probs, 'labels': labels}
 
 
 def _dataset(config):

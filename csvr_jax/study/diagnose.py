@@ -1,0 +1,161 @@
+r"""Where a CSVR pretraining run's networks get their gradients from, at one of its checkpoints.
+
+  python -m csvr_jax.study.diagnose --config=configs/study.py \
+      --run=runs/study/scene/seed0/pretrain_csvr [--step=N] [--batches=4]
+
+The study asks why CSVR's V-Network ends where it does against Context only: in the joint stage it receives the
+sum of two gradients, sigma_c dL_context/dtheta (what Context only gets alone) and dL_video/dtheta (pixel L2 and
+the adversarial term, through f_s -> integration -> the generators). For training batches of the run's data, this
+prints the norm of each part with respect to the V-Network and to the pose generator (sigma_p L_pose against
+L_video), and the cosine between them (below 0: the video branch pulls the backbone against the context loss).
+The networks run as in the joint stage (every network of the losses in training mode, BatchNorm on the batch).
+Then, from the run's export: how much of the pooled f_i (the 'fi' downstream features) comes from the poses: per
+feature dimension, the share of f_i's variance over test clips that moves when each clip's poses are swapped for
+another clip's (Var of the pose part / Var of f_i, assuming the parts add; near 0: f_i carries no pose information,
+the integration's gate M keeps f_s), and the mean gate M.
+Output: one line per part and a JSON file beside the run (gradients_step<N>.json).
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', None, 'The study config the run was made with.', lock_config=True)
+flags.DEFINE_string('run', None, 'The pretraining folder (with checkpoints/), e.g. .../seed0/pretrain_csvr.')
+flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
+flags.DEFINE_integer('batches', 4, 'Training batches to average over.')
+FLAGS = flags.FLAGS
+
+PARTS = ('context', 'video', 'pose')  # each loss alone; its gradient into the networks it reaches
+
+
+def flat(tree):
+  return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)])
+
+
+def cosine(a, b):
+  """Cosine of two gradient vectors (numpy); 0 when either is 0."""
+  na, nb = np.linalg.norm(a), np.linalg.norm(b)
+  return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
+
+
+def part_gradients(config, run_dir, step, num_batches):
+  """{part: [{network: flat gradient (numpy)}, ...] per batch} at checkpoint `step` of run_dir."""
+  from csvr_jax import checkpoint, parallel  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import networks, pretrain, schedule  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh(config)
+  nets = networks.Networks(config)
+  optimizers = state_lib.make_optimizers(config, config.train.total_steps)
+  _, abstract = state_lib.create_state(nets.init, optimizers, jax.random.PRNGKey(config.seed),
+                                       parallel.replicated(mesh), parallel.compiler_options(config))
+  ckpt = checkpoint.TrainCheckpointer(run_dir, config.checkpoint.keep)
+  state = ckpt.restore(abstract, step=None if step < 0 else step)
+  loader, _ = pretrain.make_loader(config)
+  it = iter(loader)
+  batches = [parallel.host_to_global(next(it), mesh) for _ in range(num_batches)]
+  out = {}
+  for part in PARTS:
+    if part not in config.loss.branches:
+      continue
+    losses = {part: schedule.video_targets(config) if part == 'video' else ()}
+    stage = schedule.Stage(part, 0, 1, losses, tuple(sorted(schedule.networks_used(losses))))
+    fns = steps_lib.StepFns(nets, config, stage, optimizers, mesh)
+    wanted = [n for n in ('vnet', 'pose_g') if n in stage.g_names]
+    out[part] = []
+    for batch in batches:
+      g, _ = fns.grads_fn['alternating'](state, batch)
+      out[part].append({n: np.asarray(jax.device_get(flat(g[n]))) for n in wanted})
+  return out, int(state.step)
+
+
+def summarize(grads):
+  """Mean over batches of each part's gradient norm per network and of the cosine between parts."""
+  report = {}
+  parts = list(grads)
+  for network in ('vnet', 'pose_g'):
+    have = [p for p in parts if network in grads[p][0]]
+    entry = {f'norm/{p}': float(np.mean([np.linalg.norm(b[network]) for b in grads[p]])) for p in have}
+    for i, a in enumerate(have):
+      for b in have[i + 1:]:
+        entry[f'cosine/{a}_{b}'] = float(np.mean([cosine(x[network], y[network])
+                                                   for x, y in zip(grads[a], grads[b])]))
+    if entry:
+      report[network] = entry
+  return report
+
+
+def pose_share_of_fi(config, export_dir, max_batches=8):
+  """{'fi_pose_share': mean over dimensions of Var(f_i(poses) - f_i(other clip's poses)) / (2 Var(f_i)),
+  'gate_mean': mean of M} on test clips of the eval loader (module docstring); one device."""
+  from csvr_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from csvr_jax.models import downstream  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import backbone_init, evaluate  # pylint: disable=g-import-not-at-top
+  c = config.copy_and_resolve_references()
+  c.checkpoint.init_from, c.finetune.features, c.model.sync_bn = export_dir, 'fi', False
+  model, variables, _ = backbone_init.load_downstream(c)
+  loader, _ = evaluate.eval_batches(c, c.data.dataset_dir, c.data.eval_split, parallel_mesh(c))
+
+  @jax.jit
+  def pooled(variables, clip, pose_in, conf):
+    """-> (pooled f_i (B, C), mean gate M), as DownstreamFeatures('fi') computes f_i."""
+    params, stats = variables['params'], variables['batch_stats']
+    of = lambda n: {'params': params[n], **({'batch_stats': stats[n]} if n in stats else {})}
+    x = augment.normalize(clip, tuple(c.data.mean), tuple(c.data.std))
+    f_s = model.vnet.apply(of('vnet'), x, train=False)['features']
+    f_d = model.pose_g.apply(of('pose_g'), *downstream.pose_encoder_inputs(pose_in, conf), train=False)
+    f_i, aux = model.integration.apply(of('integration'), f_s, f_d, train=False)
+    return jnp.mean(f_i, axis=(1, 2, 3)), jnp.mean(aux['mask'])
+
+  same, swapped, gate = [], [], []
+  for i, b in enumerate(loader):
+    if i == max_batches:
+      break
+    f, m = pooled(variables, b['clip'], b['pose_in'], b['pose_in_conf'])
+    g, _ = pooled(variables, b['clip'], np.roll(b['pose_in'], 1, axis=0), np.roll(b['pose_in_conf'], 1, axis=0))
+    same.append(np.asarray(f))
+    swapped.append(np.asarray(g))
+    gate.append(float(m))
+  same, swapped = np.concatenate(same), np.concatenate(swapped)
+  share = np.var(same - swapped, axis=0) / np.maximum(2 * np.var(same, axis=0), 1e-12)
+  return {'fi_pose_share': float(np.mean(share)), 'gate_mean': float(np.nanmean(gate))}
+
+
+def parallel_mesh(config):
+  from csvr_jax import parallel  # pylint: disable=g-import-not-at-top
+  return parallel.make_mesh(config)
+
+
+def main(argv):
+  del argv
+  from csvr_jax import demo, xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.set_default_xla_flags()
+  config = FLAGS.config
+  demo.enable_compilation_cache(os.path.join(config.study.data_dir, 'jax_cache'))
+  from csvr_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  saved, _ = checkpoint.read_checkpoint_item(FLAGS.run, 'config', None if FLAGS.step < 0 else FLAGS.step)
+  config = config.copy_and_resolve_references()  # the run's dataset, branches and seed, from its checkpoint
+  config.data.dataset_dir = saved['data']['dataset_dir']
+  config.loss.branches = tuple(saved['loss']['branches'])
+  config.seed = int(saved['seed'])
+  grads, step = part_gradients(config, FLAGS.run, FLAGS.step, FLAGS.batches)
+  report = summarize(grads)
+  for network, entry in report.items():
+    print(f'step {step} {network}: ' + ', '.join(f'{k} {v:.4g}' for k, v in entry.items()))
+  export = os.path.join(FLAGS.run, 'export')
+  if FLAGS.step < 0 and os.path.isdir(export) and 'video' in config.loss.branches:
+    report['fi'] = pose_share_of_fi(config, export)
+    print(f'export fi: pose share of pooled f_i {report["fi"]["fi_pose_share"]:.4g}, mean gate M '
+          f'{report["fi"]["gate_mean"]:.4g}')
+  with open(os.path.join(FLAGS.run, f'gradients_step{step}.json'), 'w') as f:
+    json.dump({'step': step, **report}, f, indent=1)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'run'])
+  app.run(main)

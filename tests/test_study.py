@@ -1,0 +1,157 @@
+"""The evidence study: its bootstrap against direct formulas, its summary on synthetic outcomes, and the quick
+variant end to end (resumes without redoing anything; the same command gives identical numbers)."""
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import study as study_config
+from csvr_jax.study import jobs
+from csvr_jax.study import stats
+from csvr_jax.study import summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------------------------------- bootstrap
+
+def test_video_bootstrap_matches_the_normal_interval_of_a_proportion():
+  # One seed: the crossed bootstrap is the plain bootstrap of a proportion; for large N its 95% interval is
+  # p +- 1.96 sqrt(p (1 - p) / N).
+  n, p = 2000, 0.3
+  x = np.zeros((1, n))
+  x[0, :int(p * n)] = 1.0
+  ci = stats.interval(x, samples=20000, seed=1)
+  half = 1.96 * np.sqrt(p * (1 - p) / n)
+  assert ci['mean'] == pytest.approx(p)
+  assert ci['low'] == pytest.approx(p - half, abs=0.003) and ci['high'] == pytest.approx(p + half, abs=0.003)
+
+
+def test_seed_bootstrap_matches_the_exact_resampling_distribution():
+  # One video: the bootstrap means are the means of 3 seeds drawn with replacement; the 27 equally likely draws
+  # give their exact distribution.
+  values = np.array([0.2, 0.5, 0.9])
+  exact = np.array([values[list(i)].mean() for i in itertools.product(range(3), repeat=3)])
+  means = stats.bootstrap_means(values[:, None], samples=60000, seed=2)
+  for v in np.unique(exact):
+    assert np.mean(np.isclose(means, v)) == pytest.approx(np.mean(np.isclose(exact, v)), abs=0.01)
+
+
+def test_crossed_bootstrap_draws_the_same_videos_for_every_seed():
+  # x[s, v] = a_s + b_v: a resample's mean is mean(a over drawn seeds) + mean(b over drawn videos), so its variance
+  # is var(a) / S + var(b) / N (population variances). Videos drawn per seed would divide the second term by S.
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(0, 1, 3), rng.normal(0, 1, 50)
+  x = a[:, None] + b[None, :]
+  means = stats.bootstrap_means(x, samples=40000, seed=3)
+  assert np.var(means) == pytest.approx(np.var(a) / 3 + np.var(b) / 50, rel=0.03)
+
+
+def test_paired_difference_is_the_bootstrap_of_the_difference():
+  rng = np.random.default_rng(1)
+  xa, xb = (rng.random((3, 40)) < 0.6).astype(float), (rng.random((3, 40)) < 0.4).astype(float)
+  assert stats.paired_difference(xa, xb, 500, seed=4) == stats.interval(xa - xb, 500, seed=4)
+  same = stats.paired_difference(xa, xa, 500)
+  assert (same['mean'], same['low'], same['high']) == (0.0, 0.0, 0.0)
+  assert stats.interval(xa, 500, seed=5) == stats.interval(xa, 500, seed=5)  # reproducible
+  with pytest.raises(ValueError, match='different shapes'):
+    stats.paired_difference(xa, xb[:, :10])
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+def _outcome(labels, correct, method, features, pretext=None):
+  preds = np.where(correct, labels, (labels + 1) % 5)
+  return {'labels': labels.tolist(), 'predictions': {'linear_probe': preds.tolist(), 'knn': preds.tolist(),
+                                                     'finetune': preds.tolist()},
+          'first_hit_rank': np.where(correct, 0, 7).tolist(), 'method': method, 'features': features,
+          'pretext': pretext or {}}
+
+
+def test_summary_intervals_comparisons_and_targets(tmp_path):
+  config = study_config.get_config('quick')
+  config.study.seeds = (0, 1)
+  config.study.datasets = {'motion': 0.0}
+  labels = np.arange(40) % 5
+  accuracy = {'CSVR': 0.9, 'Context only': 0.3, 'Pose only': 0.5, 'Random init': 0.2}
+  pretext = {'2': {'context/top1': 0.75, 'context/chance': 0.25, 'pose/mse_x100': 1.0,
+                   'pose/repeat_last_mse_x100': 4.0}}
+  for job in jobs.all_jobs(config):
+    for features in jobs.BY_NAME[job.method].features:
+      correct = np.arange(40) < accuracy[job.method] * 40
+      out = _outcome(labels, correct, job.method, features, pretext if job.method != 'Random init' else None)
+      jobs.write_json(jobs.outcomes_path(str(tmp_path), job, features), out)
+  study = summary.summarize(config, str(tmp_path), design={})
+  ds = study['datasets']['motion']
+  assert ds['num_test_videos'] == 40
+  assert ds['rows']['CSVR, f_i']['linear_probe']['mean'] == pytest.approx(0.9)
+  assert ds['rows']['CSVR, f_i']['R@5']['per_seed'] == [0.9, 0.9]
+  diff = next(c for c in ds['comparisons'] if (c['a'], c['b']) == ('CSVR, f_i', 'Random init, f_i'))
+  assert diff['metrics']['linear_probe']['mean'] == pytest.approx(0.7)
+  # Per video the difference is 1 (28 videos: right in CSVR's row only) or 0, the same for both seeds: its interval is
+  # that of a proportion 0.7 of 40 videos, 0.7 +- 1.96 sqrt(0.21 / 40) (normal approximation).
+  half = 1.96 * np.sqrt(0.21 / 40)
+  assert diff['metrics']['linear_probe']['low'] == pytest.approx(0.7 - half, abs=0.04)
+  assert diff['metrics']['linear_probe']['high'] == pytest.approx(0.7 + half, abs=0.04)
+  met = {(t['name'].split(':')[0][:20], t['dataset']): t['met'] for t in study['targets']}
+  assert all(v in (True, None) for v in met.values()), study['targets']
+  assert ds['pretext']['CSVR']['metrics']['context/top1_over_chance']['mean'] == pytest.approx(3.0)
+  assert ds['pretext']['CSVR']['metrics']['pose/mse_over_repeat_last']['mean'] == pytest.approx(0.25)
+
+
+def test_jobs_start_with_one_of_each_method_and_every_job_is_listed_once():
+  config = study_config.get_config()
+  order = jobs.all_jobs(config)
+  assert len(order) == len(set(order)) == 2 * 3 * 4
+  assert order[0].method == 'CSVR' and {j.method for j in order[:4]} == {m.name for m in jobs.METHODS}
+  assert [j.method for j in order[4:9]] == ['CSVR'] * 5
+  assert jobs.job_cost(config, 'CSVR') > jobs.job_cost(config, 'Context only') > jobs.job_cost(config, 'Random init')
+
+
+def test_every_method_gets_the_same_pretraining_budget():
+  from csvr_jax import experiment  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import schedule  # pylint: disable=g-import-not-at-top
+  config = study_config.get_config()
+  for m in jobs.METHODS:
+    if m.branches:
+      c = experiment.method_config(config, m.branches)
+      assert schedule.resolve_stages(c, c.train.total_steps)[-1].end == config.train.total_steps
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+def _run_quick(workdir, data_dir):
+  env = dict(os.environ, XLA_FLAGS='', PYTHONPATH=ROOT)  # one CPU device, as a user runs it
+  r = subprocess.run([sys.executable, '-m', 'csvr_jax.main', '--config=configs/study.py:quick',
+                      f'--workdir={workdir}', f'--config.study.data_dir={data_dir}'], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=1200)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  with open(os.path.join(workdir, 'results.json')) as f:
+    return r.stdout, json.load(f)
+
+
+def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
+  data_dir = tmp_path / 'data'
+  out, first = _run_quick(tmp_path / 'a', data_dir)
+  assert '8 jobs, 0 already done, 8 to run' in out and 'ETA' in out
+  study = first['study']
+  assert set(study['datasets']) == {'scene', 'motion'}
+  for ds in study['datasets'].values():
+    assert len(ds['rows']) == 8 and ds['num_test_videos'] == 20
+    for metrics in ds['rows'].values():
+      assert set(metrics) == set(summary.METRICS)
+  assert {t['dataset'] for t in study['targets']} == {'scene', 'motion'}
+  report = (tmp_path / 'a' / 'report.md').read_text()
+  assert '## Targets' in report and '| CSVR, f_i |' in report
+  assert (tmp_path / 'a' / 'study_motion.png').exists() and (tmp_path / 'a' / 'study_scene.png').exists()
+
+  out, again = _run_quick(tmp_path / 'a', data_dir)  # finished jobs are not redone
+  assert '8 jobs, 8 already done, 0 to run' in out
+  assert again['study']['datasets'] == study['datasets']
+
+  _, repeat = _run_quick(tmp_path / 'b', data_dir)  # the same command from scratch: identical numbers
+  assert repeat['study']['datasets'] == study['datasets'] and repeat['study']['targets'] == study['targets']
