@@ -148,6 +148,8 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
   report = (tmp_path / 'a' / 'report.md').read_text()
   assert '## Targets' in report and '| CSVR, f_i |' in report
   assert (tmp_path / 'a' / 'study_motion.png').exists() and (tmp_path / 'a' / 'study_scene.png').exists()
+  short = (tmp_path / 'a' / 'summary.md').read_text()  # what README quotes
+  assert '| CSVR, f_i |' in short and '| Target |' in short and 'Wall time:' in short
 
   out, again = _run_quick(tmp_path / 'a', data_dir)  # finished jobs are not redone
   assert '8 jobs, 8 already done, 0 to run' in out

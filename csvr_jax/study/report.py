@@ -141,7 +141,7 @@ def plot_dataset(name, ds, path, chance):
 
 
 def write(workdir, study):
-  """report.md and study_<dataset>.png in workdir; returns the written paths."""
+  """report.md, summary.md and study_<dataset>.png in workdir; returns the written paths."""
   design = study['design']
   lines = ['# CSVR evidence study', '', design_text(design), '', '## Targets', '', targets_table(study['targets']), '']
   written = []
@@ -163,7 +163,34 @@ def write(workdir, study):
   path = os.path.join(workdir, 'report.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))
-  return [path] + written
+  short = os.path.join(workdir, 'summary.md')
+  with open(short, 'w') as f:
+    f.write(summary_block(study))
+  return [path, short] + written
+
+
+def headline_table(study, metric='linear_probe'):
+  """Rows x datasets: one metric's mean [interval] per dataset (README's short form)."""
+  names = list(study['datasets'])
+  rows = list(dict.fromkeys(r for ds in study['datasets'].values() for r in ds['rows']))
+  lines = ['| Method, features | ' + ' | '.join(f'{n}: {summary.METRIC_LABELS[metric].lower()} (%)' for n in names)
+           + ' |', '|' + '---|' * (len(names) + 1)]
+  for r in rows:
+    lines.append(f'| {r} | ' + ' | '.join(_pct(study['datasets'][n]['rows'].get(r, {}).get(metric)) for n in names)
+                 + ' |')
+  return '\n'.join(lines)
+
+
+def summary_block(study):
+  """summary.md: what README's research section quotes verbatim (design in one paragraph, the linear probe of
+  every row on both datasets, the targets, one run's noise band)."""
+  d = study['design']
+  noise = [f'{name}: {noise_text(ds)}' for name, ds in study['datasets'].items() if noise_text(ds)]
+  return '\n'.join([
+      f'Seeds {d["seeds"]}, {d["classes"]} classes, {d["test_videos_per_class"]} test videos per class per dataset; '
+      f'means with {d["confidence"]:.0%} intervals over seeds and test videos (docs/study.md says how). '
+      + timing_text(d.get('invocations', [])), '',
+      headline_table(study), '', targets_table(study['targets']), '', *noise, ''])
 
 
 def noise_text(ds):
