@@ -34,6 +34,7 @@ def get_config(arg=None):
   c.model.pose_channels = 64       # width of the pose GAN's 1D convolutions
   c.model.pose_encoder_layers = 6  # f_d is the output of the last of six encoder layers (Table III)
   c.model.pose_noise_dim = 16
+  c.model.pose_output = 'absolute'  # absolute | residual (P_gen = last observed pose + decoder; docs/design.md)
   c.model.video_g_channels = 64    # base width of the video generators
   c.model.video_d_channels = 32    # base width of the video discriminators
   c.model.video_noise_dim = 32

@@ -19,13 +19,14 @@ def choices():
   """key -> allowed values (the modules that use them own the lists)."""
   from csvr_jax import models  # deferred: imports JAX and flax
   from csvr_jax.data import sampling
-  from csvr_jax.models import backbone_layers, downstream, integration
+  from csvr_jax.models import backbone_layers, downstream, integration, pose_gan
   from csvr_jax.train import networks
   return {
       'model.vnet': tuple(models.VIDEO_BACKBONES),
       'model.inet': tuple(models.IMAGE_BACKBONES),
       'model.conv_impl': backbone_layers.CONV_IMPLS,
       'model.integration': tuple(integration.INTEGRATIONS),
+      'model.pose_output': pose_gan.OUTPUTS,
       'model.video_gan': networks.VIDEO_GANS,
       'model.dtype': DTYPES,
       'data.short_video_policy': sampling.POLICIES,

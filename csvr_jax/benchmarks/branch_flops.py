@@ -38,8 +38,8 @@ def branch_modules(config, bn_axis_name=None):
       'head_v': heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dt),
       'head_i': heads.ProjectionHead(hidden=m.head_hidden, out=m.embed_dim, dtype=dt),
       'pose_g': pose_gan.PoseGenerator(channels=m.pose_channels, encoder_layers=m.pose_encoder_layers,
-                                       noise_dim=m.pose_noise_dim, out_len=d.future_len, dtype=dt,
-                                       bn_axis_name=bn_axis_name),
+                                       noise_dim=m.pose_noise_dim, out_len=d.future_len, output=m.pose_output,
+                                       dtype=dt, bn_axis_name=bn_axis_name),
       'pose_d': pose_gan.PoseDiscriminator(channels=m.pose_channels, dtype=dt),
   }
   for target, frames in (('rec', d.clip_len), ('pred', d.future_len)):

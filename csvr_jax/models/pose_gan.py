@@ -84,12 +84,35 @@ def encoder_variables(generator_variables, layers):
   return {col: {n: tree[n] for n in names if n in tree} for col, tree in generator_variables.items()}
 
 
+OUTPUTS = ('absolute', 'residual')
+
+
+def last_observed_pose(p_in, valid):
+  """(P_in (B,T,2N), valid (B,T,N)) -> (B,2N): each joint's last valid position; a joint never seen takes the
+  mean of the person's valid joints (0.5 when the person is never seen)."""
+  b, t, n = valid.shape
+  xy = p_in.reshape(b, t, n, 2)
+  valid = valid > 0
+  last = jnp.max(jnp.where(valid, jnp.arange(t)[None, :, None], -1), axis=1)               # (B, N), -1: never
+  last_xy = jnp.take_along_axis(xy, jnp.maximum(last, 0)[:, None, :, None], axis=1)[:, 0]   # (B, N, 2)
+  w = valid[..., None].astype(xy.dtype)
+  count = jnp.sum(w, axis=(1, 2))                                                          # (B, 1)
+  person = jnp.where(count > 0, jnp.sum(xy * w, axis=(1, 2)) / jnp.maximum(count, 1.0), 0.5)  # (B, 2)
+  return jnp.where((last >= 0)[..., None], last_xy, person[:, None, :]).reshape(b, 2 * n)
+
+
 class PoseGenerator(nn.Module):
-  """G_p: (P_in (B,T,2N), valid (B,T,N), z (B,Z)) -> (P_gen (B,T',2N) in [0,1], [encoder features])."""
+  """G_p: (P_in (B,T,2N), valid (B,T,N), z (B,Z)) -> (P_gen (B,T',2N), [encoder features]).
+
+  output='absolute': P_gen = sigmoid(decoder), coordinates in [0, 1]. output='residual': P_gen = the last observed
+  pose + decoder (its last convolution starts at zero, so an untrained generator repeats the last pose and
+  training learns the displacement; the paper does not say which, docs/design.md).
+  """
   channels: int = 64
   encoder_layers: int = 6
   noise_dim: int = 16
   out_len: int = 16
+  output: str = 'absolute'
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
 
@@ -109,7 +132,13 @@ class PoseGenerator(nn.Module):
       h = nn.Conv(c, (3,), padding=1, use_bias=False, dtype=self.dtype, name=f'dec{i}')(h)
       h = nn.leaky_relu(_batch_norm(train, self.bn_axis_name, self.dtype, f'dec{i}_bn')(h), 0.2)
     h = resize_time(h, self.out_len)
-    p_gen = nn.sigmoid(nn.Conv(n2, (3,), padding=1, dtype=self.dtype, name='out')(h))
+    if self.output == 'residual':
+      delta = nn.Conv(n2, (3,), padding=1, kernel_init=nn.initializers.zeros, dtype=self.dtype, name='out')(h)
+      p_gen = last_observed_pose(p_in.astype(jnp.float32), valid)[:, None] + delta.astype(jnp.float32)
+    elif self.output == 'absolute':
+      p_gen = nn.sigmoid(nn.Conv(n2, (3,), padding=1, dtype=self.dtype, name='out')(h))
+    else:
+      raise ValueError(f'config.model.pose_output: unknown {self.output!r}; choose from {OUTPUTS}')
     return p_gen.astype(jnp.float32), feats
 
 

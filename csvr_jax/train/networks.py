@@ -133,8 +133,8 @@ def _branch_modules(config, axis):
   return {
       'heads': ContextHeads(head),
       'pose_g': pose_gan.PoseGenerator(channels=m.pose_channels, encoder_layers=m.pose_encoder_layers,
-                                       noise_dim=m.pose_noise_dim, out_len=d.future_len, dtype=dtype,
-                                       bn_axis_name=axis),
+                                       noise_dim=m.pose_noise_dim, out_len=d.future_len, output=m.pose_output,
+                                       dtype=dtype, bn_axis_name=axis),
       'pose_d': pose_gan.PoseDiscriminator(channels=m.pose_channels, dtype=dtype),
       'integration': integration.get_integration(m.integration, channels=channels, dtype=dtype,
                                                  bn_axis_name=axis),

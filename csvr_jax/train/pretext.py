@@ -62,6 +62,7 @@ import numpy as np
 from csvr_jax import checkpoint
 from csvr_jax import parallel
 from csvr_jax import report
+from csvr_jax.models import pose_gan
 from csvr_jax.train import networks
 from csvr_jax.train import objectives
 from csvr_jax.train import schedule
@@ -72,23 +73,10 @@ IS_METRICS = ('video_{}/inception_score', 'video_{}/real_inception_score')
 # ------------------------------------------------------------------------------------ equations (pure)
 
 def repeat_last_pose(pose_in, conf_in, future_len):
-  """The repeat-last-observed-pose baseline (module docstring).
-
-  Args:
-    pose_in: (B, T, 2N) input poses, x and y interleaved per joint. conf_in: (B, T, N), > 0 where valid.
-  Returns:
-    (B, future_len, 2N): every future step the same pose.
-  """
-  b, t, n = conf_in.shape
-  xy = pose_in.reshape(b, t, n, 2)
-  valid = conf_in > 0
-  last = jnp.max(jnp.where(valid, jnp.arange(t)[None, :, None], -1), axis=1)               # (B, N), -1: never
-  last_xy = jnp.take_along_axis(xy, jnp.maximum(last, 0)[:, None, :, None], axis=1)[:, 0]   # (B, N, 2)
-  w = valid[..., None].astype(xy.dtype)
-  count = jnp.sum(w, axis=(1, 2))                                                          # (B, 1)
-  person = jnp.where(count > 0, jnp.sum(xy * w, axis=(1, 2)) / jnp.maximum(count, 1.0), 0.5)  # (B, 2)
-  pred = jnp.where((last >= 0)[..., None], last_xy, person[:, None, :])
-  return jnp.broadcast_to(pred.reshape(b, 1, 2 * n), (b, future_len, 2 * n))
+  """The repeat-last-observed-pose baseline (module docstring): (B, T, 2N), (B, T, N) -> (B, future_len, 2N),
+  every future step pose_gan.last_observed_pose."""
+  last = pose_gan.last_observed_pose(pose_in, conf_in > 0)
+  return jnp.broadcast_to(last[:, None], (last.shape[0], future_len, last.shape[1]))
 
 
 def masked_squared_error(pred, target, conf):
