@@ -16,7 +16,7 @@ INTERVALS = (
     'Intervals: {confidence:.0%} percentile bootstrap ({samples} resamples) over training seeds and test videos, '
     'crossed: each resample draws the seeds with replacement and, independently, the test videos with replacement '
     '(the same videos for every seed, as they are the same videos); differences are paired (the same resamples for '
-    'both rows, seeds paired by position, videos exactly). ' + stats.__doc__.split('Caveat: ')[1].replace('\n', ' '))
+    'both rows, seeds paired by position, videos exactly). Caveat: ' + stats.__doc__.split('Caveat: ')[1].replace('\n', ' '))
 MACHINES = (
     'Same command, same seed, same machine: identical numbers (tests/test_study.py reruns the quick variant). '
     'Between machines the numbers part: XLA compiles for the host CPU (its vector width and fused kernels change '
@@ -127,7 +127,9 @@ def plot_dataset(name, ds, path, chance):
     colours = ['tab:red' if r.startswith('CSVR') else 'tab:grey' if r.startswith('Random') else 'tab:blue'
                for r in rows]
     ax.barh(y, mean, xerr=err, color=colours, alpha=0.8, capsize=3)
-    ax.axvline(100 * chance, color='k', ls='--', lw=0.8)
+    # Chance of a hit among the first k neighbours (R@k) when labels are independent of the features.
+    k = int(metric.split('@')[1]) if metric.startswith('R@') else 1
+    ax.axvline(100 * (1 - (1 - chance) ** k), color='k', ls='--', lw=0.8)
     ax.set_title(summary.METRIC_LABELS[metric] + ' (%)', fontsize=9)
     ax.set_xlim(0, 100)
     ax.grid(axis='x', alpha=0.3)

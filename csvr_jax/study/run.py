@@ -179,5 +179,6 @@ def run(config, workdir):
   results['study'] = study
   jobs.write_json(os.path.join(workdir, report_lib.RESULTS_FILE), results)
   written = report.write(workdir, study)
-  print(f'study: finished in {info["invocations"][-1]["wall"]}; report {written[0]} ({len(written) - 1} plots)', flush=True)
+  print(f'study: finished in {info["invocations"][-1]["wall"]}; report {written[0]} (summary {written[1]}, '
+        f'{len(written) - 2} plots)', flush=True)
   return study
