@@ -157,3 +157,30 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
 
   _, repeat = _run_quick(tmp_path / 'b', data_dir)  # the same command from scratch: identical numbers
   assert repeat['study']['datasets'] == study['datasets'] and repeat['study']['targets'] == study['targets']
+
+
+# ------------------------------------------------------------------------------------------- pose yardstick
+
+def _constant_velocity_poses(rng, n, t_in=4, t_out=4, joints=18):
+  """Poses moving at a per-sample constant velocity: the future is the past extrapolated."""
+  start = rng.random((n, 1, joints, 2)) * 0.5 + 0.25
+  velocity = (rng.random((n, 1, 1, 2)) - 0.5) * 0.04
+  steps = np.arange(t_in + t_out, dtype=np.float32)[None, :, None, None]
+  xy = (start + velocity * steps).astype(np.float32)
+  conf = np.ones((n, t_in + t_out, joints), np.float32)
+  flat = xy.reshape(n, t_in + t_out, -1)
+  return {'pose_in': flat[:, :t_in], 'pose_in_conf': conf[:, :t_in], 'pose_gt': flat[:, t_in:],
+          'pose_gt_conf': conf[:, t_in:]}
+
+
+def test_pose_yardstick_regressor_learns_what_repeat_last_misses():
+  from csvr_jax.study import pose_bound
+  rng = np.random.default_rng(0)
+  train, test = _constant_velocity_poses(rng, 800), _constant_velocity_poses(rng, 200)
+  test['pose_gt_conf'][:, :, 3] = 0.0  # a joint missing from the future is not scored
+  preds = pose_bound.predictors(train, test)
+  w = np.repeat(test['pose_gt_conf'] > 0, 2, axis=-1)
+  last = test['pose_in'][:, -1:]
+  want = 100 * np.sum(w * (last - test['pose_gt']) ** 2) / np.sum(w)
+  assert pose_bound.mse_x100(preds['repeat last'], test) == pytest.approx(want, rel=1e-5)
+  assert pose_bound.mse_x100(preds['MLP 256x256'], test) < 0.5 * want

@@ -1,0 +1,95 @@
+r"""How predictable are a dataset's future poses? A supervised regressor as a yardstick for the pose pretext metric.
+
+  python -m csvr_jax.study.pose_bound --config=configs/study.py:validation \
+      --dataset_dir=data/study/validation/motion/synth_motion/1.0.0 [--train_batches=400]
+
+The study's target asks the pose GAN for a prediction MSE at most half of repeating the last observed pose. This
+fits a deterministic regressor (scikit-learn MLP, two hidden layers of 256) from the observed poses to the future
+displacement from the last observed pose, on pretraining samples of the train split, and scores it on held-out
+samples of the eval split with the pretext metric (masked MSE x100, pretext.py): what a model trained with full
+supervision and no adversarial term reaches on the same inputs. A GAN sample can only do worse than the best
+deterministic predictor by the spread of its samples, so a regressor near the target means the target is near what
+the data allows. Output: one line per predictor (repeat-last, MLP, 10-NN) with its MSE x100 and ratio.
+"""
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', None, 'A study config (clip length, stride, future length).',
+                                lock_config=True)
+flags.DEFINE_string('dataset_dir', None, 'The dataset (a folder with dataset_info.json).')
+flags.DEFINE_integer('train_batches', 400, 'Training samples, in batches of 16.')
+flags.DEFINE_integer('test_batches', 40, 'Held-out samples, in batches of 16.')
+FLAGS = flags.FLAGS
+
+
+def load(config, dataset_dir, split, batches, seed):
+  """Pose fields of `batches` pretraining batches of 16 (held-out view, no augmentation) -> dict of arrays,
+  poses (B, T, 2N) and confidences (B, T, N)."""
+  from csvr_jax.data import pipeline  # deferred: the flag parser runs first
+  from csvr_jax.train import pretext
+  it = iter(pipeline.pretrain_loader(pretext.held_out_data_config(config.data), dataset_dir, split, 16, seed=seed,
+                                     num_workers=0))
+  keys = ('pose_in', 'pose_in_conf', 'pose_gt', 'pose_gt_conf')
+  out = {k: [] for k in keys}
+  for _ in range(batches):
+    b = next(it)
+    for k in keys:
+      out[k].append(np.asarray(b[k], np.float32))
+  out = {k: np.concatenate(v) for k, v in out.items()}
+  for k in ('pose_in', 'pose_gt'):  # (B, T, N, 2) -> (B, T, 2N), x and y interleaved per joint
+    out[k] = out[k].reshape(out[k].shape[:2] + (-1,))
+  return out
+
+
+def inputs_and_last(d):
+  """Regressor inputs (poses relative to the person's centre, validity) and the last observed pose (B, 2N)."""
+  from csvr_jax.models import pose_gan
+  last = np.asarray(pose_gan.last_observed_pose(d['pose_in'], d['pose_in_conf'] > 0))
+  b = len(last)
+  centre = last.reshape(b, -1, 2).mean(axis=1)                                        # (B, 2)
+  valid = np.repeat(d['pose_in_conf'] > 0, 2, axis=-1)
+  rel = (d['pose_in'] - np.tile(centre, last.shape[1] // 2)[:, None]) * valid
+  x = np.concatenate([rel.reshape(b, -1), valid.reshape(b, -1), last - np.tile(centre, last.shape[1] // 2)], 1)
+  return x, last
+
+
+def mse_x100(pred, d):
+  """The pretext metric: MSE over the valid future coordinates, x100."""
+  w = np.repeat(d['pose_gt_conf'] > 0, 2, axis=-1)
+  return 100.0 * float(np.sum(w * (pred - d['pose_gt']) ** 2) / max(np.sum(w), 1))
+
+
+def predictors(train, test):
+  """{name: (B, T', 2N) predictions on `test`} for repeat-last and the regressors fitted on `train`."""
+  from sklearn.neighbors import KNeighborsRegressor
+  from sklearn.neural_network import MLPRegressor
+  x_tr, last_tr = inputs_and_last(train)
+  x_te, last_te = inputs_and_last(test)
+  steps = test['pose_gt'].shape[1]
+  w_tr = np.repeat(train['pose_gt_conf'] > 0, 2, axis=-1)
+  y_tr = ((train['pose_gt'] - last_tr[:, None]) * w_tr).reshape(len(x_tr), -1)  # missing joints: no displacement
+  out = {'repeat last': np.broadcast_to(last_te[:, None], test['pose_gt'].shape)}
+  mlp = MLPRegressor(hidden_layer_sizes=(256, 256), alpha=1e-3, early_stopping=True, max_iter=500, random_state=0)
+  for name, model in (('MLP 256x256', mlp), ('10-NN', KNeighborsRegressor(10))):
+    model.fit(x_tr, y_tr)
+    out[name] = last_te[:, None] + model.predict(x_te).reshape(len(x_te), steps, -1)
+  return out
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  train = load(config, FLAGS.dataset_dir, 'train', FLAGS.train_batches, seed=1)
+  test = load(config, FLAGS.dataset_dir, config.data.eval_split, FLAGS.test_batches, seed=0)
+  preds = predictors(train, test)
+  base = mse_x100(preds['repeat last'], test)
+  for name, p in preds.items():
+    m = mse_x100(p, test)
+    print(f'{name}: pose MSE x100 {m:.3f}, {m / base:.3f}x repeat-last ({len(test["pose_gt"])} held-out samples)')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'dataset_dir'])
+  app.run(main)
