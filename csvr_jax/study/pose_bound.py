@@ -16,11 +16,17 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file('config', None, 'A study config (clip length, stride, future length).',
-                                lock_config=True)
-flags.DEFINE_string('dataset_dir', None, 'The dataset (a folder with dataset_info.json).')
-flags.DEFINE_integer('train_batches', 400, 'Training samples, in batches of 16.')
-flags.DEFINE_integer('test_batches', 40, 'Held-out samples, in batches of 16.')
+
+def define_flags():
+  """Command-line flags, defined only when run as a program (tests import the functions)."""
+  config_flags.DEFINE_config_file('config', None, 'A study config (clip length, stride, future length).',
+                                  lock_config=True)
+  flags.DEFINE_string('dataset_dir', None, 'The dataset (a folder with dataset_info.json).')
+  flags.DEFINE_integer('train_batches', 400, 'Training samples, in batches of 16.')
+  flags.DEFINE_integer('test_batches', 40, 'Held-out samples, in batches of 16.')
+  flags.mark_flags_as_required(['config', 'dataset_dir'])
+
+
 FLAGS = flags.FLAGS
 
 
@@ -91,5 +97,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'dataset_dir'])
+  define_flags()
   app.run(main)
