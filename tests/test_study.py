@@ -174,13 +174,28 @@ def _constant_velocity_poses(rng, n, t_in=4, t_out=4, joints=18):
 
 
 def test_pose_yardstick_regressor_learns_what_repeat_last_misses():
-  from csvr_jax.study import pose_bound
+  from csvr_jax.study import yardsticks
   rng = np.random.default_rng(0)
   train, test = _constant_velocity_poses(rng, 800), _constant_velocity_poses(rng, 200)
   test['pose_gt_conf'][:, :, 3] = 0.0  # a joint missing from the future is not scored
-  preds = pose_bound.predictors(train, test)
+  preds = yardsticks.predictors(train, test)
   w = np.repeat(test['pose_gt_conf'] > 0, 2, axis=-1)
   last = test['pose_in'][:, -1:]
   want = 100 * np.sum(w * (last - test['pose_gt']) ** 2) / np.sum(w)
-  assert pose_bound.mse_x100(preds['repeat last'], test) == pytest.approx(want, rel=1e-5)
-  assert pose_bound.mse_x100(preds['MLP 256x256'], test) < 0.5 * want
+  assert yardsticks.mse_x100(preds['repeat last'], test) == pytest.approx(want, rel=1e-5)
+  assert yardsticks.mse_x100(preds['MLP 256x256'], test) < 0.5 * want
+
+
+def test_motion_energy_probe_reads_where_the_clip_moves():
+  from csvr_jax.study import yardsticks
+  rng = np.random.default_rng(0)
+
+  def clips(n):  # class k: a bright square blinks in the k-th 8x8 cell of a noisy static background
+    labels = rng.integers(0, 4, n)
+    x = np.repeat(rng.random((n, 1, 32, 32, 3)) * 50, 4, axis=1)
+    for i, k in enumerate(labels):
+      x[i, 1::2, 8 * k:8 * k + 8, 0:8] += 200
+    return {'motion_energy': yardsticks.motion_energy(x), 'label': labels}
+
+  assert yardsticks.motion_energy(np.zeros((2, 4, 32, 32, 3))).shape == (2, 3 * 64)
+  assert yardsticks.motion_energy_top1(clips(200), clips(100)) > 0.95
