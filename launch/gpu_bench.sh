@@ -6,7 +6,9 @@
 # (default 540): steps that would not fit are skipped, so on a 15-minute device lease run it as two calls:
 #   STEPS="ft_r3d ft_r2p1d" OUT=runs/gpu_bench bash launch/gpu_bench.sh
 #   STEPS="pretrain pretrain_dense" OUT=runs/gpu_bench AUTOTUNE_IN=runs/gpu_bench/autotune_cache.tgz bash ...
-# (DRY_RUN=1 prints the benchmark commands only.) Writes under $OUT: bench.json (all results, ratios across runs),
+# DRY_RUN=1 prints the benchmark commands only; GAN_UPDATE=one_stage skips the alternating pretraining mode (the
+# 2026-11-27 calls: docs/performance.md). The steps run in the order below whatever the order in STEPS.
+# Writes under $OUT: bench.json (all results, ratios across runs),
 # summary.txt (table, convolution layouts, per-kernel device time), log.txt, env.txt, the optimized HLO of the
 # r3d_18 finetune steps (*.hlo.txt.gz) and autotune_cache.tgz (XLA's autotune results, to carry into the next
 # call: see below).
@@ -101,7 +103,7 @@ want ft_r2p1d && run ft_r2p1d 220 "$NHWC" "${FT[@]}" --arch=r2plus1d_18 $REF --p
 # 4) skips re-initialising and cross-checking every candidate. Neither changes the maths; both are csvr_jax's
 # defaults (csvr_jax/xla_flags.py), named here so that the log says what ran.
 PRETRAIN_XLA="$NHWC --xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=2"
-PRETRAIN=(--what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" --gan_update=one_stage,alternating)
+PRETRAIN=(--what=pretrain_step --arch=r3d_18 --batch="$PRETRAIN_BATCH" --gan_update="${GAN_UPDATE:-one_stage,alternating}")
 want pretrain && run pretrain 200 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --video_gan=tgan2
 want pretrain_dense && run pretrain_dense 200 "$PRETRAIN_XLA" "${PRETRAIN[@]}" --video_gan=dense
 # The single-branch stages alone (per-branch breakdown; most of their convolutions are tuned by then).
