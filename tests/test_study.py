@@ -199,3 +199,30 @@ def test_motion_energy_probe_reads_where_the_clip_moves():
 
   assert yardsticks.motion_energy(np.zeros((2, 4, 32, 32, 3))).shape == (2, 3 * 64)
   assert yardsticks.motion_energy_top1(clips(200), clips(100)) > 0.95
+
+
+def _blinking_square_clips(rng, n, classes=4):
+  """Class k: a bright square blinks in the k-th 8x8 cell of the top row over a random static background."""
+  labels = rng.integers(0, classes, n)
+  x = np.repeat(rng.random((n, 1, 32, 32, 3)) * 120, 4, axis=1)
+  for i, k in enumerate(labels):
+    x[i, 1::2, 8 * k:8 * k + 8, 0:8] += 120
+  return x.astype(np.uint8), labels.astype(np.int32)
+
+
+def test_supervised_vnet_yardstick_trains_the_study_vnet_on_rgb_and_frame_differences():
+  from csvr_jax.study import yardsticks
+  config = study_config.get_config('quick')
+  with config.unlocked():
+    config.study.classes = 4
+  rng = np.random.default_rng(0)
+  x = rng.random((2, 4, 8, 8, 3)).astype(np.float32)
+  np.testing.assert_array_equal(yardsticks.frame_differences(x), x[:, 1:] - x[:, :-1])
+  test_clips, test_labels = _blinking_square_clips(rng, 64)
+  batches = [dict(zip(('clip', 'label'), _blinking_square_clips(rng, 16))) for _ in range(30)]
+  fit, top1 = yardsticks.supervised_vnet_top1(config, batches, test_clips, test_labels, 'frame_diff', lr=3e-3)
+  assert top1 > 0.6 and 0.0 <= fit <= 1.0
+  _, top1_rgb = yardsticks.supervised_vnet_top1(config, batches[:2], test_clips, test_labels, 'rgb')
+  assert 0.0 <= top1_rgb <= 1.0
+  with pytest.raises(ValueError, match='frame_diff'):
+    yardsticks.supervised_vnet_top1(config, batches[:1], test_clips, test_labels, 'flow')

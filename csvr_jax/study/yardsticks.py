@@ -1,7 +1,7 @@
 r"""Yardsticks from simple supervised models on the study's own clips: what the data allows, apart from CSVR.
 
   python -m csvr_jax.study.yardsticks --config=configs/study.py:validation \
-      --dataset_dir=data/study/validation/motion/synth_motion/1.0.0 [--train_batches=400]
+      --dataset_dir=data/study/validation/motion/synth_motion/1.0.0 [--train_batches=400] [--vnet_steps=800]
 
 Motion energy: is the class visible in the pixels' motion at the study's clip shapes? A logistic regression on
 the clip's absolute grey-level frame differences, average-pooled to 8x8 per frame pair, trained on pretraining
@@ -14,9 +14,21 @@ displacement from the last observed pose, on pretraining samples of the train sp
 samples of the eval split with the pretext metric (masked MSE x100, pretext.py): what a model trained with full
 supervision and no adversarial term reaches on the same inputs. A GAN sample is worse than the best deterministic
 predictor by the spread of its samples, so a regressor near the target means the target is near what the data
-allows. Output: the motion-energy probe's top-1, then one line per pose predictor (repeat-last, MLP, 10-NN) with
-its MSE x100 and ratio.
+allows.
+
+Supervised V-Network (--vnet_steps > 0): the study's V-Network (config.model.vnet at config.model.width) with a
+linear classifier, trained from random initialisation with labels on finetune-loader clips of the train split
+(the study's random resized crop and flip), once on the RGB clips and once on their frame differences (T-1
+frames, the same network), and scored on the evaluation clips (centre crop, num_eval_clips per video). Adam at a
+constant learning rate, no device augmentation: a plain recipe, not the library's finetune. If the network learns
+the classes from frame differences but not from RGB, it can represent the motion and the RGB input lets it fit
+something else first (each training video's own scene and clothing).
+
+Output: the motion-energy probe's top-1, one line per pose predictor (repeat-last, MLP, 10-NN) with its MSE x100
+and ratio, then the supervised V-Network's test top-1 from RGB and from frame differences.
 """
+import itertools
+
 import numpy as np
 from absl import app
 from absl import flags
@@ -30,6 +42,9 @@ def define_flags():
   flags.DEFINE_string('dataset_dir', None, 'The dataset (a folder with dataset_info.json).')
   flags.DEFINE_integer('train_batches', 400, 'Training samples, in batches of 16.')
   flags.DEFINE_integer('test_batches', 40, 'Held-out samples, in batches of 16.')
+  flags.DEFINE_integer('vnet_steps', 0, 'Supervised V-Network steps per input (RGB, frame differences); 0: skip.')
+  flags.DEFINE_integer('vnet_batch', 32, 'Supervised V-Network batch size.')
+  flags.DEFINE_float('vnet_lr', 1e-3, 'Supervised V-Network learning rate (Adam, constant).')
   flags.mark_flags_as_required(['config', 'dataset_dir'])
 
 
@@ -107,6 +122,82 @@ def predictors(train, test):
   return out
 
 
+def frame_differences(x):
+  """(B, T, H, W, C) normalised clips -> (B, T-1, H, W, C) differences of consecutive frames."""
+  return x[:, 1:] - x[:, :-1]
+
+
+def supervised_vnet_top1(config, train_batches, test_clips, test_labels, inputs='rgb', lr=1e-3, seed=0):
+  """Trains the study's V-Network + a linear classifier with labels; -> (last-100-step train top-1, test top-1).
+
+  train_batches: iterable of {'clip' uint8 (B, T, S, S, 3), 'label'} (one step each); test_clips uint8
+  (N, T, S, S, 3). inputs: 'rgb' or 'frame_diff'.
+  """
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from csvr_jax import models
+  from csvr_jax.data import augment
+  if inputs not in ('rgb', 'frame_diff'):
+    raise ValueError(f'inputs={inputs!r}: choose rgb or frame_diff')
+  mean, std = config.data.mean, config.data.std
+  num_classes = int(config.study.classes)
+
+  class Classifier(nn.Module):
+    @nn.compact
+    def __call__(self, clip, train):
+      x = augment.normalize(clip, mean, std)
+      if inputs == 'frame_diff':
+        x = frame_differences(x)
+      f = models.get_video_backbone(config.model.vnet, width=config.model.width)(x, train)['pooled']
+      return nn.Dense(num_classes)(f)
+
+  model, tx = Classifier(), optax.adam(lr)
+  train_batches = iter(train_batches)
+  first = next(train_batches)
+  train_batches = itertools.chain([first], train_batches)
+  variables = model.init(jax.random.PRNGKey(seed), jnp.asarray(first['clip'][:2]), train=False)
+  params, stats = variables['params'], variables.get('batch_stats', {})
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, stats, opt, clip, label):
+    def loss_fn(p):
+      logits, new = model.apply({'params': p, 'batch_stats': stats}, clip, train=True, mutable=['batch_stats'])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, label).mean(), (new['batch_stats'], logits)
+    (_, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), stats, opt, jnp.mean(logits.argmax(-1) == label)
+
+  predict = jax.jit(lambda p, s, x: model.apply({'params': p, 'batch_stats': s}, x, train=False).argmax(-1))
+  hits = []
+  for batch in train_batches:
+    params, stats, opt, hit = step(params, stats, opt, jnp.asarray(batch['clip']), jnp.asarray(batch['label']))
+    hits.append(float(hit))
+  pred = np.concatenate([np.asarray(predict(params, stats, test_clips[i:i + 256]))
+                         for i in range(0, len(test_clips), 256)])
+  return float(np.mean(hits[-100:])), float(np.mean(pred == np.asarray(test_labels)))
+
+
+def supervised_vnet_lines(config, dataset_dir, steps, batch_size, lr):
+  """The supervised V-Network yardstick on a dataset: one printable line per input (RGB, frame differences)."""
+  from csvr_jax.data import pipeline
+  clips, labels = [], []
+  for b in pipeline.eval_loader(config.data, dataset_dir, config.data.eval_split, 64, num_workers=0):
+    clips.append(b['clip'][b['valid']])
+    labels.append(b['label'][b['valid']])
+  clips, labels = np.concatenate(clips), np.concatenate(labels)
+  lines = []
+  for inputs in ('rgb', 'frame_diff'):
+    train = pipeline.finetune_loader(config.data, dataset_dir, 'train', batch_size, seed=0, num_workers=0)
+    fit, top1 = supervised_vnet_top1(config, itertools.islice(train, steps), clips, labels, inputs, lr)
+    lines.append(f'supervised V-Network ({config.model.vnet}, width {config.model.width}) from {inputs}: '
+                 f'test top-1 {100 * top1:.1f}% on {len(labels)} clips (train top-1 {100 * fit:.1f}% over the '
+                 f'last 100 steps; {steps} steps of {batch_size}, Adam {lr:g})')
+  return lines
+
+
 def main(argv):
   del argv
   config = FLAGS.config
@@ -120,6 +211,9 @@ def main(argv):
   for name, p in preds.items():
     m = mse_x100(p, test)
     print(f'{name}: pose MSE x100 {m:.3f}, {m / base:.3f}x repeat-last ({len(test["pose_gt"])} held-out samples)')
+  if FLAGS.vnet_steps > 0:
+    for line in supervised_vnet_lines(config, FLAGS.dataset_dir, FLAGS.vnet_steps, FLAGS.vnet_batch, FLAGS.vnet_lr):
+      print(line, flush=True)
 
 
 if __name__ == '__main__':
