@@ -186,21 +186,6 @@ def test_pose_yardstick_regressor_learns_what_repeat_last_misses():
   assert yardsticks.mse_x100(preds['MLP 256x256'], test) < 0.5 * want
 
 
-def test_motion_energy_probe_reads_where_the_clip_moves():
-  from csvr_jax.study import yardsticks
-  rng = np.random.default_rng(0)
-
-  def clips(n):  # class k: a bright square blinks in the k-th 8x8 cell of a noisy static background
-    labels = rng.integers(0, 4, n)
-    x = np.repeat(rng.random((n, 1, 32, 32, 3)) * 50, 4, axis=1)
-    for i, k in enumerate(labels):
-      x[i, 1::2, 8 * k:8 * k + 8, 0:8] += 200
-    return {'motion_energy': yardsticks.motion_energy(x), 'label': labels}
-
-  assert yardsticks.motion_energy(np.zeros((2, 4, 32, 32, 3))).shape == (2, 3 * 64)
-  assert yardsticks.motion_energy_top1(clips(200), clips(100)) > 0.95
-
-
 def _blinking_square_clips(rng, n, classes=4):
   """Class k: a bright square blinks in the k-th 8x8 cell of the top row over a random static background."""
   labels = rng.integers(0, classes, n)
@@ -208,6 +193,18 @@ def _blinking_square_clips(rng, n, classes=4):
   for i, k in enumerate(labels):
     x[i, 1::2, 8 * k:8 * k + 8, 0:8] += 120
   return x.astype(np.uint8), labels.astype(np.int32)
+
+
+def test_motion_energy_probe_reads_where_the_clip_moves():
+  from csvr_jax.study import yardsticks
+  rng = np.random.default_rng(0)
+
+  def clips(n):
+    x, labels = _blinking_square_clips(rng, n)
+    return {'motion_energy': yardsticks.motion_energy(x.astype(np.float32)), 'label': labels}
+
+  assert yardsticks.motion_energy(np.zeros((2, 4, 32, 32, 3))).shape == (2, 3 * 64)
+  assert yardsticks.motion_energy_top1(clips(200), clips(100)) > 0.95
 
 
 def test_supervised_vnet_yardstick_trains_the_study_vnet_on_rgb_and_frame_differences():
