@@ -187,7 +187,7 @@ def test_pose_yardstick_regressor_learns_what_repeat_last_misses():
 
 
 def _blinking_square_clips(rng, n, classes=4):
-  """Class k: a bright square blinks in the k-th 8x8 cell of the top row over a random static background."""
+  """Class k: a bright square blinks in the k-th 8x8 cell of the left column over a random static background."""
   labels = rng.integers(0, classes, n)
   x = np.repeat(rng.random((n, 1, 32, 32, 3)) * 120, 4, axis=1)
   for i, k in enumerate(labels):
