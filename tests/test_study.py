@@ -223,3 +223,33 @@ def test_supervised_vnet_yardstick_trains_the_study_vnet_on_rgb_and_frame_differ
   assert 0.0 <= top1_rgb <= 1.0
   with pytest.raises(ValueError, match='frame_diff'):
     yardsticks.supervised_vnet_top1(config, batches[:1], test_clips, test_labels, 'flow')
+
+
+def test_compare_pairs_rows_of_two_workdirs_by_seed_and_video(tmp_path):
+  from csvr_jax.study import compare
+  config = study_config.get_config('quick')
+  with config.unlocked():
+    config.study.datasets = {'scene': 0.5}
+    config.study.seeds = (0, 1)
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 5, 40)
+  want = {}
+  for side, method, features in (('a', 'CSVR', 'vnet'), ('b', 'Context only', 'vnet')):
+    want[side] = []
+    for seed in (0, 1):
+      pred = np.where(rng.random(40) < 0.6, labels, (labels + 1) % 5)
+      want[side].append(pred == labels)
+      path = jobs.outcomes_path(str(tmp_path / side), jobs.Job('scene', seed, method), features)
+      os.makedirs(os.path.dirname(path))
+      with open(path, 'w') as f:
+        json.dump({'labels': labels.tolist(), 'predictions': {'linear_probe': pred.tolist()}}, f)
+  lines = compare.compare(config, (str(tmp_path / 'a'), 'CSVR', 'vnet'),
+                          (str(tmp_path / 'b'), 'Context only', 'vnet'), 'linear_probe')
+  diff = stats.paired_difference(np.array(want['a'], float), np.array(want['b'], float),
+                                 config.study.bootstrap_samples, config.study.confidence, seed=0)
+  assert lines[2] == f'scene linear_probe: A - B {compare.points(diff, sign=True)}'
+  with pytest.raises(ValueError, match='method must be one of'):
+    compare.parse_side('runs/x:Pose only:vnet')
+  with pytest.raises(FileNotFoundError, match='no outcomes'):
+    compare.compare(config, (str(tmp_path / 'a'), 'CSVR', 'fi'), (str(tmp_path / 'b'), 'Context only', 'vnet'),
+                    'linear_probe')
