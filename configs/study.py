@@ -10,6 +10,8 @@ Variants:
   quick       the pipeline check (tests/test_study.py): 1 seed, 5 classes x 8 videos, 2 pretraining steps.
   validation  the same study on the validation draw (another generator seed): where steps and learning rates
               are chosen; combine with the others (`:validation` or `:gpu,validation`). Use its own workdir.
+  long        every stage twice as long (the CPU study: 1,400 steps): whether the budget limits a target
+              (docs/study.md, point 4); combine with the others (`:validation,long`).
   gpu         larger shapes for one GPU (8-frame 64x64 clips, widths 1/4, batch 32, 200 training videos per class,
               more steps); not yet run.
 Everything chosen on data was chosen on the validation draw (docs/study.md gives the runs).
@@ -35,7 +37,7 @@ def set_schedule(c, pose_steps, context_steps, video_steps, joint_steps):
 
 
 def get_config(arg=None):
-  variants = config_variants.parse(arg, 'configs/study.py', ('quick', 'gpu'), ('validation',))
+  variants = config_variants.parse(arg, 'configs/study.py', ('quick', 'gpu'), ('validation',), ('long',))
   c = demo.get_config()
   c.mode = 'study'
   c.logging.log_every_steps = 25
@@ -81,6 +83,8 @@ def get_config(arg=None):
     c.finetune.batch_size = 32
     c.finetune.total_steps = 300
     c.eval.batch_size = 64
+  if 'long' in variants:
+    set_schedule(c, *(2 * s.steps for s in c.train.stages))
   if 'validation' in variants:
     c.study.draw = 'validation'
     # Learning curves for the choices made here: the V-Network's kNN and linear probe at every checkpoint.
