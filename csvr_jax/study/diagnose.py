@@ -13,7 +13,12 @@ Then, from the run's export: how much of the pooled f_i (the 'fi' downstream fea
 feature dimension, the share of f_i's variance over test clips that moves when each clip's poses are swapped for
 another clip's (Var of the pose part / Var of f_i, assuming the parts add; near 0: f_i carries no pose information,
 the integration's gate M keeps f_s), and the mean gate M.
-Output: one line per part and a JSON file beside the run (gradients_step<N>.json).
+Then, where the pose GAN's pretext MSE comes from (`--pose_samples=K`, on the pretext metric's held-out clips):
+the MSE of one generator sample (what Table II's metric measures) splits exactly into the error of the mean of
+K samples and the samples' spread around that mean, each as a fraction of repeating the last observed pose.
+A sampler that draws from the true distribution of futures has a spread equal to the data's own uncertainty, so
+its one-sample MSE is about twice the best deterministic predictor's; a spread near 0 says the noise is ignored.
+Output: one line per part and a JSON file beside the run (gradients_step<N>.json; a later call adds its parts).
 """
 import json
 import os
@@ -28,7 +33,8 @@ from ml_collections import config_flags
 config_flags.DEFINE_config_file('config', None, 'The study config the run was made with.', lock_config=True)
 flags.DEFINE_string('run', None, 'The pretraining folder (with checkpoints/), e.g. .../seed0/pretrain_csvr.')
 flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
-flags.DEFINE_integer('batches', 4, 'Training batches to average over.')
+flags.DEFINE_integer('batches', 4, 'Training batches to average the gradients over (0: skip them).')
+flags.DEFINE_integer('pose_samples', 8, 'Pose generator samples per held-out clip for the MSE split (0: skip).')
 FLAGS = flags.FLAGS
 
 PARTS = ('context', 'video', 'pose')  # each loss alone; its gradient into the networks it reaches
@@ -44,18 +50,26 @@ def cosine(a, b):
   return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
-def part_gradients(config, run_dir, step, num_batches):
-  """{part: [{network: flat gradient (numpy)}, ...] per batch} at checkpoint `step` of run_dir."""
+def restore_state(config, run_dir, step):
+  """(mesh, networks, optimizers, TrainState) at checkpoint `step` (-1: the latest) of run_dir."""
   from csvr_jax import checkpoint, parallel  # pylint: disable=g-import-not-at-top
-  from csvr_jax.train import networks, pretrain, schedule  # pylint: disable=g-import-not-at-top
-  from csvr_jax.train import state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import networks  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh(config)
   nets = networks.Networks(config)
   optimizers = state_lib.make_optimizers(config, config.train.total_steps)
   _, abstract = state_lib.create_state(nets.init, optimizers, jax.random.PRNGKey(config.seed),
                                        parallel.replicated(mesh), parallel.compiler_options(config))
   ckpt = checkpoint.TrainCheckpointer(run_dir, config.checkpoint.keep)
-  state = ckpt.restore(abstract, step=None if step < 0 else step)
+  return mesh, nets, optimizers, ckpt.restore(abstract, step=None if step < 0 else step)
+
+
+def part_gradients(config, run_dir, step, num_batches):
+  """{part: [{network: flat gradient (numpy)}, ...] per batch} at checkpoint `step` of run_dir."""
+  from csvr_jax import parallel  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import pretrain, schedule  # pylint: disable=g-import-not-at-top
+  from csvr_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
+  mesh, nets, optimizers, state = restore_state(config, run_dir, step)
   loader, _ = pretrain.make_loader(config)
   it = iter(loader)
   batches = [parallel.host_to_global(next(it), mesh) for _ in range(num_batches)]
@@ -126,6 +140,53 @@ def pose_share_of_fi(config, export_dir, max_batches=8):
   return {'fi_pose_share': float(np.mean(share)), 'gate_mean': float(np.nanmean(gate))}
 
 
+def split_pose_error(samples, target, conf):
+  """One-sample squared error = error of the samples' mean + their spread (exact), summed over clips.
+
+  samples: (K, B, T', 2N) generator samples; target: (B, T', 2N); conf: (B, T', N), > 0 where the joint is valid.
+  Returns {'sample': mean over the K samples of their squared error, 'mean': squared error of the mean of the K
+  samples, 'spread': mean squared distance of the samples from that mean, 'count': valid coordinates}.
+  """
+  samples = np.asarray(samples, np.float64)
+  w = np.repeat(np.asarray(conf) > 0, 2, axis=-1)
+  mean = samples.mean(axis=0)
+  return {'sample': float(np.mean(np.sum(w * (samples - target) ** 2, axis=(1, 2, 3)))),
+          'mean': float(np.sum(w * (mean - target) ** 2)),
+          'spread': float(np.mean(np.sum(w * (samples - mean) ** 2, axis=(1, 2, 3)))),
+          'count': float(np.sum(w))}
+
+
+def pose_error_split(config, run_dir, step, num_samples):
+  """{'sample', 'mean', 'spread': MSE x100, and each '/repeat_last'} on the pretext metric's held-out clips."""
+  from csvr_jax.train import pretext  # pylint: disable=g-import-not-at-top
+  _, nets, _, state = restore_state(config, run_dir, step)
+  batches = pretext.load_held_out(config)  # the pretext metric's clips and views
+  params, stats = state.params['pose_g'], state.batch_stats['pose_g']
+
+  @jax.jit
+  def sample(pose_in, valid_in, keys):
+    draw = lambda k: nets.apply('pose_g', params, stats, pose_in, valid_in, train=False, noise_keys=k)[0][0]
+    return jax.vmap(draw)(keys)
+
+  totals = dict(sample=0.0, mean=0.0, spread=0.0, count=0.0, repeat_last=0.0)
+  key = jax.random.PRNGKey(config.eval.pretext_seed)
+  for i, b in enumerate(batches):
+    flat = lambda p: np.asarray(p, np.float32).reshape(p.shape[:2] + (-1,))
+    pose_in, pose_gt = flat(b['pose_in']), flat(b['pose_gt'])
+    conf_in, conf_gt = np.asarray(b['pose_in_conf'], np.float32), np.asarray(b['pose_gt_conf'], np.float32)
+    keys = jax.random.split(jax.random.fold_in(key, i), num_samples * len(pose_in)).reshape(num_samples,
+                                                                                           len(pose_in), -1)
+    part = split_pose_error(sample(pose_in, (conf_in > 0).astype(np.float32), keys), pose_gt, conf_gt)
+    base = pretext.repeat_last_pose(pose_in, conf_in, pose_gt.shape[1])
+    totals['repeat_last'] += split_pose_error(np.asarray(base)[None], pose_gt, conf_gt)['sample']
+    for k, v in part.items():
+      totals[k] += v
+  count = max(totals.pop('count'), 1.0)
+  out = {k: 100.0 * v / count for k, v in totals.items()}
+  out.update({f'{k}/repeat_last': out[k] / out['repeat_last'] for k in ('sample', 'mean', 'spread')})
+  return {f'pose_{k}': v for k, v in out.items()}
+
+
 def parallel_mesh(config):
   from csvr_jax import parallel  # pylint: disable=g-import-not-at-top
   return parallel.make_mesh(config)
@@ -138,22 +199,35 @@ def main(argv):
   config = FLAGS.config
   demo.enable_compilation_cache(os.path.join(config.study.data_dir, 'jax_cache'))
   from csvr_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  saved, _ = checkpoint.read_checkpoint_item(FLAGS.run, 'config', None if FLAGS.step < 0 else FLAGS.step)
+  saved, step = checkpoint.read_checkpoint_item(FLAGS.run, 'config', None if FLAGS.step < 0 else FLAGS.step)
   config = config.copy_and_resolve_references()  # the run's dataset, branches and seed, from its checkpoint
   config.data.dataset_dir = saved['data']['dataset_dir']
   config.loss.branches = tuple(saved['loss']['branches'])
   config.seed = int(saved['seed'])
-  grads, step = part_gradients(config, FLAGS.run, FLAGS.step, FLAGS.batches)
-  report = summarize(grads)
-  for network, entry in report.items():
-    print(f'step {step} {network}: ' + ', '.join(f'{k} {v:.4g}' for k, v in entry.items()))
+  report = {}
+  if FLAGS.batches > 0:
+    grads, step = part_gradients(config, FLAGS.run, step, FLAGS.batches)
+    report = summarize(grads)
+    for network, entry in report.items():
+      print(f'step {step} {network}: ' + ', '.join(f'{k} {v:.4g}' for k, v in entry.items()))
   export = os.path.join(FLAGS.run, 'export')
   if FLAGS.step < 0 and os.path.isdir(export) and 'video' in config.loss.branches:
     report['fi'] = pose_share_of_fi(config, export)
     print(f'export fi: pose share of pooled f_i {report["fi"]["fi_pose_share"]:.4g}, mean gate M '
           f'{report["fi"]["gate_mean"]:.4g}')
-  with open(os.path.join(FLAGS.run, f'gradients_step{step}.json'), 'w') as f:
-    json.dump({'step': step, **report}, f, indent=1)
+  if FLAGS.pose_samples > 0 and 'pose' in config.loss.branches:
+    report['pose'] = pose_error_split(config, FLAGS.run, step, FLAGS.pose_samples)
+    p = report['pose']
+    print(f'pose MSE x100 on held-out clips (repeat-last {p["pose_repeat_last"]:.4g}): one sample '
+          f'{p["pose_sample"]:.4g} ({p["pose_sample/repeat_last"]:.3g}x) = mean of {FLAGS.pose_samples} samples '
+          f'{p["pose_mean"]:.4g} ({p["pose_mean/repeat_last"]:.3g}x) + spread {p["pose_spread"]:.4g} '
+          f'({p["pose_spread/repeat_last"]:.3g}x)')
+  path = os.path.join(FLAGS.run, f'gradients_step{step}.json')
+  if os.path.exists(path):  # a run diagnosed part by part keeps every part
+    with open(path) as f:
+      report = {**json.load(f), **report}
+  with open(path, 'w') as f:
+    json.dump({**report, 'step': step}, f, indent=1)
 
 
 if __name__ == '__main__':
