@@ -1,7 +1,8 @@
 r"""Yardsticks from simple supervised models on the study's own clips: what the data allows, apart from CSVR.
 
   python -m csvr_jax.study.yardsticks --config=configs/study.py:validation \
-      --dataset_dir=data/study/validation/motion/synth_motion/1.0.0 [--train_batches=400] [--vnet_steps=800]
+      --dataset_dir=data/study/validation/motion/synth_motion/1.0.0 [--train_batches=400] [--vnet_steps=800] \
+      [--pose_g_steps=8000]
 
 Motion energy: is the class visible in the pixels' motion at the study's clip shapes? A logistic regression on
 the clip's absolute grey-level frame differences, average-pooled to 8x8 per frame pair, trained on pretraining
@@ -16,6 +17,14 @@ supervision and no adversarial term reaches on the same inputs. A GAN sample is 
 predictor by the spread of its samples, so a regressor near the target means the target is near what the data
 allows.
 
+Pose generator with the L2 term alone (--pose_g_steps > 0): the study's own G_p (config.model: widths, layers,
+output) trained on eq. 1's L2 term only (no discriminator), with the recipe's optimiser (SGD, momentum, weight
+decay, lr = config.optim.lr_per_sample x batch) and a cosine decay over the steps, on the same training samples
+as the MLP: once on their held-out views (centre square, as the metric sees them) and once on pretraining views
+(the recipe's random resized crop and flip, as the GAN trains on them); scored on the held-out samples with one
+noise draw per sample, as the pretext metric. It says how many samples the network needs to reach the target
+without the adversarial term, and what the crop augmentation costs the pretext metric.
+
 Supervised V-Network (--vnet_steps > 0): the study's V-Network (config.model.vnet at config.model.width) with a
 linear classifier, trained from random initialisation with labels on finetune-loader clips of the train split
 (the study's random resized crop and flip), once on the RGB clips and once on their frame differences (T-1
@@ -24,8 +33,9 @@ constant learning rate, no device augmentation: a plain recipe, not the library'
 the classes from frame differences but not from RGB, it can represent the motion and the RGB input lets it fit
 something else first (each training video's own scene and clothing).
 
-Output: the motion-energy probe's top-1, one line per pose predictor (repeat-last, MLP, 10-NN) with its MSE x100
-and ratio, then the supervised V-Network's test top-1 from RGB and from frame differences.
+Output: the motion-energy probe's top-1, one line per pose predictor (repeat-last, MLP, 10-NN, the pose generator
+on each view) with its MSE x100 and ratio, then the supervised V-Network's test top-1 from RGB and from frame
+differences.
 """
 import itertools
 
@@ -45,19 +55,22 @@ def define_flags():
   flags.DEFINE_integer('vnet_steps', 0, 'Supervised V-Network steps per input (RGB, frame differences); 0: skip.')
   flags.DEFINE_integer('vnet_batch', 32, 'Supervised V-Network batch size.')
   flags.DEFINE_float('vnet_lr', 1e-3, 'Supervised V-Network learning rate (Adam, constant).')
+  flags.DEFINE_integer('pose_g_steps', 0, 'Steps of the pose generator trained on the L2 term alone; 0: skip.')
+  flags.DEFINE_integer('pose_g_batch', 16, 'Its batch size (the paper pretrains at 16).')
   flags.mark_flags_as_required(['config', 'dataset_dir'])
 
 
 FLAGS = flags.FLAGS
 
 
-def load(config, dataset_dir, split, batches, seed):
-  """`batches` pretraining batches of 16 (held-out view, no augmentation) -> dict of arrays: poses (B, T, 2N),
-  confidences (B, T, N), labels (B,) and the clips' motion-energy features (B, (T-1)*64)."""
+def load(config, dataset_dir, split, batches, seed, augmented=False):
+  """`batches` pretraining batches of 16 (held-out view, no augmentation; `augmented`: the recipe's pretraining
+  views) -> dict of arrays: poses (B, T, 2N), confidences (B, T, N), labels (B,) and the clips' motion-energy
+  features (B, (T-1)*64)."""
   from csvr_jax.data import pipeline  # deferred: the flag parser runs first
   from csvr_jax.train import pretext
-  it = iter(pipeline.pretrain_loader(pretext.held_out_data_config(config.data), dataset_dir, split, 16, seed=seed,
-                                     num_workers=0))
+  data = config.data if augmented else pretext.held_out_data_config(config.data)
+  it = iter(pipeline.pretrain_loader(data, dataset_dir, split, 16, seed=seed, num_workers=0))
   keys = ('pose_in', 'pose_in_conf', 'pose_gt', 'pose_gt_conf', 'label')
   out = {k: [] for k in keys + ('motion_energy',)}
   for _ in range(batches):
@@ -120,6 +133,45 @@ def predictors(train, test):
     model.fit(x_tr, y_tr)
     out[name] = last_te[:, None] + model.predict(x_te).reshape(len(x_te), steps, -1)
   return out
+
+
+def fit_pose_generator(config, train, test, steps, batch_size, seed=0):
+  """The study's G_p trained on eq. 1's L2 term alone (module docstring) -> its (B, T', 2N) predictions on test."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from csvr_jax import losses
+  from csvr_jax.models import pose_gan
+  m, o = config.model, config.optim
+  g = pose_gan.PoseGenerator(channels=m.pose_channels, encoder_layers=m.pose_encoder_layers,
+                             noise_dim=m.pose_noise_dim, out_len=test['pose_gt'].shape[1], output=m.pose_output)
+  lr = optax.cosine_decay_schedule(o.lr_per_sample * batch_size, steps)
+  tx = optax.chain(optax.add_decayed_weights(o.weight_decay), optax.sgd(lr, momentum=o.momentum))
+  valid = lambda d, i: (d['pose_in_conf'][i] > 0).astype(np.float32)
+  rng = np.random.default_rng(seed)
+  noise = lambda n: jnp.asarray(rng.normal(size=(n, m.pose_noise_dim)), jnp.float32)
+  variables = g.init(jax.random.PRNGKey(seed), train['pose_in'][:2], valid(train, slice(0, 2)), noise(2))
+  params, stats = variables['params'], variables.get('batch_stats', {})
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, stats, opt, pose_in, valid_in, pose_gt, valid_gt, z):
+    def loss_fn(p):
+      (pred, _), new = g.apply({'params': p, 'batch_stats': stats}, pose_in, valid_in, z, train=True,
+                               mutable=['batch_stats'])
+      return losses.pose_l2_loss(pred, pose_gt, valid_gt), new.get('batch_stats', {})
+    (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), stats, opt
+
+  for _ in range(steps):
+    i = rng.integers(0, len(train['pose_in']), batch_size)
+    params, stats, opt = step(params, stats, opt, train['pose_in'][i], valid(train, i), train['pose_gt'][i],
+                              train['pose_gt_conf'][i] > 0, noise(batch_size))
+  n = len(test['pose_in'])
+  pred, _ = g.apply({'params': params, 'batch_stats': stats}, test['pose_in'], valid(test, slice(0, n)), noise(n),
+                    train=False)
+  return np.asarray(pred)
 
 
 def frame_differences(x):
@@ -208,6 +260,13 @@ def main(argv):
         f'held-out clips (chance {100 * chance:.1f}%)')
   preds = predictors(train, test)
   base = mse_x100(preds['repeat last'], test)
+  if FLAGS.pose_g_steps > 0:
+    what = f'pose generator, L2 alone, {FLAGS.pose_g_steps} steps of {FLAGS.pose_g_batch}'
+    preds[f'{what}, held-out views'] = fit_pose_generator(config, train, test, FLAGS.pose_g_steps,
+                                                          FLAGS.pose_g_batch)
+    augmented = load(config, FLAGS.dataset_dir, 'train', FLAGS.train_batches, seed=1, augmented=True)
+    preds[f'{what}, pretraining views'] = fit_pose_generator(config, augmented, test, FLAGS.pose_g_steps,
+                                                             FLAGS.pose_g_batch)
   for name, p in preds.items():
     m = mse_x100(p, test)
     print(f'{name}: pose MSE x100 {m:.3f}, {m / base:.3f}x repeat-last ({len(test["pose_gt"])} held-out samples)')
