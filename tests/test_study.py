@@ -158,13 +158,26 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
   _, repeat = _run_quick(tmp_path / 'b', data_dir)  # the same command from scratch: identical numbers
   assert repeat['study']['datasets'] == study['datasets'] and repeat['study']['targets'] == study['targets']
 
+  run = tmp_path / 'a' / 'motion' / 'seed0' / 'pretrain_csvr'  # the diagnosis of a CSVR run (docs/study.md)
+  r = subprocess.run([sys.executable, '-m', 'csvr_jax.study.diagnose', '--config=configs/study.py:quick',
+                      f'--run={run}', f'--config.study.data_dir={data_dir}', '--batches=1', '--pose_samples=3'],
+                     cwd=ROOT, env=dict(os.environ, XLA_FLAGS='', PYTHONPATH=ROOT), capture_output=True, text=True,
+                     timeout=600)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  with open(run / 'gradients_step2.json') as f:
+    diagnosis = json.load(f)
+  assert diagnosis['vnet']['norm/context'] > 0 and 0 <= diagnosis['fi']['fi_pose_share'] <= 1
+  pose = diagnosis['pose']
+  assert pose['pose_sample'] == pytest.approx(pose['pose_mean'] + pose['pose_spread'], rel=1e-6)
+
 
 # ------------------------------------------------------------------------------------------- pose yardstick
 
-def _constant_velocity_poses(rng, n, t_in=4, t_out=4, joints=18):
-  """Poses moving at a per-sample constant velocity: the future is the past extrapolated."""
+def _constant_velocity_poses(rng, n, t_in=4, t_out=4, joints=18, speed=0.04):
+  """Poses moving at a per-sample constant velocity (at most `speed` / 2 per step in x and in y): the future is
+  the past extrapolated."""
   start = rng.random((n, 1, joints, 2)) * 0.5 + 0.25
-  velocity = (rng.random((n, 1, 1, 2)) - 0.5) * 0.04
+  velocity = (rng.random((n, 1, 1, 2)) - 0.5) * speed
   steps = np.arange(t_in + t_out, dtype=np.float32)[None, :, None, None]
   xy = (start + velocity * steps).astype(np.float32)
   conf = np.ones((n, t_in + t_out, joints), np.float32)
@@ -184,6 +197,33 @@ def test_pose_yardstick_regressor_learns_what_repeat_last_misses():
   want = 100 * np.sum(w * (last - test['pose_gt']) ** 2) / np.sum(w)
   assert yardsticks.mse_x100(preds['repeat last'], test) == pytest.approx(want, rel=1e-5)
   assert yardsticks.mse_x100(preds['MLP 256x256'], test) < 0.5 * want
+
+
+def test_pose_generator_yardstick_learns_constant_velocity_with_the_l2_term_alone():
+  from csvr_jax.study import yardsticks
+  rng = np.random.default_rng(0)
+  train, test = _constant_velocity_poses(rng, 800, speed=0.1), _constant_velocity_poses(rng, 200, speed=0.1)
+  config = study_config.get_config()
+  config.model.pose_output = 'residual'  # starts at repeat-last: a few hundred steps learn the velocity
+  pred = yardsticks.fit_pose_generator(config, train, test, steps=300, batch_size=16)
+  last = np.broadcast_to(test['pose_in'][:, -1:], test['pose_gt'].shape)
+  assert pred.shape == test['pose_gt'].shape
+  assert yardsticks.mse_x100(pred, test) < 0.5 * yardsticks.mse_x100(last, test)
+
+
+def test_pose_error_splits_into_the_error_of_the_mean_and_the_spread():
+  from csvr_jax.study import diagnose
+  rng = np.random.default_rng(0)
+  samples, target = rng.normal(size=(5, 3, 4, 6)), rng.normal(size=(3, 4, 6))
+  conf = rng.uniform(size=(3, 4, 3)) * (rng.random((3, 4, 3)) > 0.3)
+  w = np.repeat(conf > 0, 2, axis=-1)
+  split = diagnose.split_pose_error(samples, target, conf)
+  assert split['count'] == np.sum(w)
+  assert split['sample'] == pytest.approx(np.mean([np.sum(w * (s - target) ** 2) for s in samples]))
+  assert split['mean'] == pytest.approx(np.sum(w * (samples.mean(0) - target) ** 2))
+  assert split['sample'] == pytest.approx(split['mean'] + split['spread'])
+  one = diagnose.split_pose_error(samples[:1], target, conf)
+  assert one['spread'] == 0.0 and one['sample'] == pytest.approx(one['mean'])
 
 
 def _blinking_square_clips(rng, n, classes=4):
