@@ -111,6 +111,9 @@ def get_config(arg=None):
   # citing WGAN-GP, whose weight is 10 (lambda in Gulrajani et al.); 10 here, 1.0 follows the equation literally.
   c.loss.gp_weight = 10.0
   c.loss.pose_l2_weight = 1.0
+  # Weight of G_p's adversarial term against its L2 term (eq. 1: 1). 0 trains G_p on the L2 term alone while D_p
+  # still trains: a diagnostic of what the adversarial term costs the pose MSE (docs/study.md, point 5).
+  c.loss.pose_adversarial_weight = 1.0
   c.loss.video_l2_weight = 1.0
   c.loss.video_targets = 'both'    # both | reconstruction | prediction (Table V)
   c.loss.branches = ('pose', 'context', 'video')  # Table I ablations drop branches here

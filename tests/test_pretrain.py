@@ -79,6 +79,25 @@ def test_one_stage_and_alternating_give_the_same_gradients(engine, video_gan):
   assert float(state_lib.global_norm(g1['video_g_rec'])) > 0
 
 
+def test_pose_adversarial_weight_zero_leaves_the_pose_generator_its_l2_term(engine):
+  """loss.pose_adversarial_weight=0 (a diagnostic): G_p's gradient loses the adversarial part, in both updates."""
+  c, nets, init = engine
+  mesh = parallel.make_mesh(c)
+  batch = parallel.host_to_global(fx.random_batch(c), mesh)
+  grads = {}
+  for weight in (1.0, 0.0):
+    cw = c.copy_and_resolve_references()
+    cw.loss.pose_adversarial_weight = weight
+    st, opt = _state(cw, nets, init, mesh)
+    stage = schedule.resolve_stages(cw, cw.train.total_steps)[0]
+    fns = steps_lib.StepFns(nets, cw, stage, opt, mesh)
+    grads[weight] = [jax.device_get(fns.grads_fn[u](st, batch))[0]['pose_g'] for u in ('one_stage', 'alternating')]
+  one, alt = grads[0.0]
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), one, alt)
+  diff = jax.tree.map(lambda x, y: x - y, grads[1.0][0], one)
+  assert float(state_lib.global_norm(diff)) > 1e-3 * float(state_lib.global_norm(one))
+
+
 def test_eight_devices_match_one_device(engine):
   c, nets, init = engine
   batches = [fx.random_batch(c, seed) for seed in range(3)]

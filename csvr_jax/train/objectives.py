@@ -198,7 +198,8 @@ def video_l2(fake, real):
 def adversarial_weights(config, stage):
   """Weight of each GAN's generator loss inside L (eq. 9 and 8)."""
   n_video = max(len(stage.losses.get('video', ())), 1)
-  return {'pose': config.loss.sigma_p, 'video_rec': 1.0 / n_video, 'video_pred': 1.0 / n_video}
+  return {'pose': config.loss.sigma_p * config.loss.pose_adversarial_weight, 'video_rec': 1.0 / n_video,
+          'video_pred': 1.0 / n_video}
 
 
 def disc_logits(nets, params, gan, x, cond):
