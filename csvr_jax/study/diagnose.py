@@ -170,8 +170,8 @@ def pose_error_split(config, run_dir, step, num_samples):
 
   totals = dict(sample=0.0, mean=0.0, spread=0.0, count=0.0, repeat_last=0.0)
   key = jax.random.PRNGKey(config.eval.pretext_seed)
+  flat = lambda p: np.asarray(p, np.float32).reshape(p.shape[:2] + (-1,))  # (B, T, N, 2) -> (B, T, 2N)
   for i, b in enumerate(batches):
-    flat = lambda p: np.asarray(p, np.float32).reshape(p.shape[:2] + (-1,))
     pose_in, pose_gt = flat(b['pose_in']), flat(b['pose_gt'])
     conf_in, conf_gt = np.asarray(b['pose_in_conf'], np.float32), np.asarray(b['pose_gt_conf'], np.float32)
     keys = jax.random.split(jax.random.fold_in(key, i), num_samples * len(pose_in)).reshape(num_samples,
