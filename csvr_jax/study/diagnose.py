@@ -30,11 +30,17 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file('config', None, 'The study config the run was made with.', lock_config=True)
-flags.DEFINE_string('run', None, 'The pretraining folder (with checkpoints/), e.g. .../seed0/pretrain_csvr.')
-flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
-flags.DEFINE_integer('batches', 4, 'Training batches to average the gradients over (0: skip them).')
-flags.DEFINE_integer('pose_samples', 8, 'Pose generator samples per held-out clip for the MSE split (0: skip).')
+
+def define_flags():
+  """Command-line flags, defined only when run as a program (tests import the functions)."""
+  config_flags.DEFINE_config_file('config', None, 'The study config the run was made with.', lock_config=True)
+  flags.DEFINE_string('run', None, 'The pretraining folder (with checkpoints/), e.g. .../seed0/pretrain_csvr.')
+  flags.DEFINE_integer('step', -1, 'Checkpoint step (-1: the latest).')
+  flags.DEFINE_integer('batches', 4, 'Training batches to average the gradients over (0: skip them).')
+  flags.DEFINE_integer('pose_samples', 8, 'Pose generator samples per held-out clip for the MSE split (0: skip).')
+  flags.mark_flags_as_required(['config', 'run'])
+
+
 FLAGS = flags.FLAGS
 
 PARTS = ('context', 'video', 'pose')  # each loss alone; its gradient into the networks it reaches
@@ -231,5 +237,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'run'])
+  define_flags()
   app.run(main)
