@@ -207,6 +207,7 @@ def get_config(arg=None):
   c.study.test_videos_per_class = 30   # test videos per class (the study's resolution)
   c.study.frames = 48                  # frames per generated video
   c.study.size = 40                    # generated frame size (pixels)
+  c.study.build_workers = 1            # processes building each variant's TFDS dataset (the output does not depend on it)
   c.study.draw = 'test'                # test | validation: which SynthActions draw (tuning uses validation only)
   c.study.data_seeds = ConfigDict({'test': 0, 'validation': 1})  # generator seed of each draw
   c.study.seeds = (0, 1, 2)            # training seeds (init, noise, data order) of every method

@@ -71,7 +71,8 @@ def get_config(arg=None):
     c.data.future_len = 8
     c.data.crop_size = 64
     c.data.short_side = 80
-    c.data.num_workers = 4
+    c.data.num_workers = 8  # Grain processes: a lent GPU machine has 16 cores
+    c.study.build_workers = 8
     c.study.size = 80
     c.study.frames = 64
     # 200 training videos per class: with 30 the V-Network memorises each video's appearance even with labels, with

@@ -7,6 +7,7 @@ replicated parameter computed inside shard_map is already summed over the device
 loss is exactly the global-batch gradient: no pmean of gradients (the pmap-era `lax.pmean(grads)` of per-device
 losses' gradients comes out axis_size times too large; tests/test_parallel.py shows it).
 """
+import functools
 import os
 
 import jax
@@ -154,8 +155,17 @@ def compiler_options(config):
   return fast_compile_options() if config.train.fast_compile else None
 
 
+@functools.cache
 def fast_compile_options():
   """XLA backend optimisation level 0 (on this 2-core CPU a CSVR step compiles ~10x faster; the convolutions are
   library calls and barely slow down) and XLA:CPU's classic elemental fusion emitter (the newer fusion emitters
-  compile the CSVR joint step ~1.6x slower, same step time): docs/performance.md."""
-  return {'xla_backend_optimization_level': 0, 'xla_cpu_use_fusion_emitters': False}
+  compile the CSVR joint step ~1.6x slower, same step time): docs/performance.md. The emitter option is left out
+  where this XLA no longer has it (JAX 0.11 removed it), found by compiling a one-op program with it."""
+  options = {'xla_backend_optimization_level': 0, 'xla_cpu_use_fusion_emitters': False}
+  try:
+    jax.jit(jnp.negative).lower(np.float32(1)).compile(compiler_options=options)
+  except jax.errors.JaxRuntimeError as e:
+    if 'xla_cpu_use_fusion_emitters' not in str(e):
+      raise
+    del options['xla_cpu_use_fusion_emitters']
+  return options

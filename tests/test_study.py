@@ -122,6 +122,24 @@ def test_every_method_gets_the_same_pretraining_budget():
       assert schedule.resolve_stages(c, c.train.total_steps)[-1].end == config.train.total_steps
 
 
+def test_partial_outcomes_names_the_outcome_files_of_unfinished_jobs(tmp_path):
+  outcomes = tmp_path / 'motion' / 'seed1' / 'outcomes'
+  outcomes.mkdir(parents=True)
+  for name in ('csvr_vnet', 'csvr_fi', 'context_only_vnet', 'random_init_vnet', 'random_init_fi', 'random_init_fd'):
+    (outcomes / f'{name}.json').write_text('{}')
+  # CSVR lacks f_d (interrupted); Context only and Random init are whole; Pose only has none
+  assert jobs.partial_outcomes(str(tmp_path)) == [str(outcomes / 'csvr_vnet.json'), str(outcomes / 'csvr_fi.json')]
+
+
+def test_a_failed_job_is_named_in_one_line_and_its_log_holds_the_traceback(tmp_path):
+  from csvr_jax.study import run  # pylint: disable=g-import-not-at-top
+  job = jobs.Job('motion', 0, 'No such method')
+  _, _, error = run.work(study_config.get_config('quick'), {'motion': str(tmp_path)}, str(tmp_path), job)
+  assert error == "KeyError: 'No such method'"
+  log = (tmp_path / run.LOG_DIR / f'{run.job_name(job)}.log').read_text()
+  assert 'Traceback' in log and "KeyError: 'No such method'" in log
+
+
 # ------------------------------------------------------------------------------------------- end to end
 
 def _run_quick(workdir, data_dir):
@@ -167,8 +185,36 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
   with open(run / 'gradients_step2.json') as f:
     diagnosis = json.load(f)
   assert diagnosis['vnet']['norm/context'] > 0 and 0 <= diagnosis['fi']['fi_pose_share'] <= 1
+  assert 0 < diagnosis['fi']['beta_term_std'] < diagnosis['fi']['fi_std']
   pose = diagnosis['pose']
   assert pose['pose_sample'] == pytest.approx(pose['pose_mean'] + pose['pose_spread'], rel=1e-6)
+
+
+def _launch_gpu_study(out, workdir, data_dir, state_in=''):
+  env = dict(os.environ, XLA_FLAGS='', PYTHONPATH=ROOT, PYTHON=sys.executable, WHEELS=str(out / 'no_wheels'),
+             OUT=str(out), WORKDIR=str(workdir), DATA_DIR=str(data_dir), STATE_IN=state_in, CACHE_IN='',
+             CONFIG='configs/study.py:quick', BUDGET_S='500',
+             STUDY_ARGS="\"--config.study.datasets={'motion': 0.0}\" \"--config.study.methods=('Random init',)\" "
+                        "\"--config.study.evaluations=('frozen',)\" --config.study.processes=1")
+  r = subprocess.run(['bash', os.path.join(ROOT, 'launch', 'gpu_study.sh')], env=env, capture_output=True, text=True,
+                     timeout=900)
+  assert r.returncode == 0 and 'total ' in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+  return r.stdout
+
+
+def test_gpu_study_launcher_returns_its_state_and_the_next_call_resumes_from_it(tmp_path):
+  """launch/gpu_study.sh on the CPU (quick config, one job): what a device call returns is enough for the next
+  call, on a fresh machine (new workdir and data), to go on without redoing finished jobs."""
+  out = _launch_gpu_study(tmp_path / 'out1', tmp_path / 'work1', tmp_path / 'data1')
+  assert '1 jobs, 0 already done, 1 to run' in out
+  returned = {p.name for p in (tmp_path / 'out1').iterdir()}
+  assert {'env.txt', 'log.txt', 'state.tgz', 'job_logs.txt', 'report.md', 'summary.md'} <= returned
+  assert len(returned) <= 8  # the device tool returns 8 files at most
+  out = _launch_gpu_study(tmp_path / 'out2', tmp_path / 'work2', tmp_path / 'data2',
+                          state_in=str(tmp_path / 'out1' / 'state.tgz'))
+  assert '1 jobs, 1 already done, 0 to run' in out
+  assert (tmp_path / 'out2' / 'summary.md').read_text().split('Wall time')[0] == \
+      (tmp_path / 'out1' / 'summary.md').read_text().split('Wall time')[0]
 
 
 # ------------------------------------------------------------------------------------------- pose yardstick

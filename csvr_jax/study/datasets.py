@@ -37,7 +37,7 @@ def build(config, name):
       os.path.join(s.data_dir, s.draw, name), num_classes=s.classes,
       videos_per_class=s.train_videos_per_class + s.test_videos_per_class, frames=s.frames, size=s.size,
       seed=int(s.data_seeds[s.draw]), context=float(s.datasets[name]), short_side=config.data.short_side,
-      name=dataset_name(name), test_videos_per_class=s.test_videos_per_class)
+      name=dataset_name(name), test_videos_per_class=s.test_videos_per_class, workers=int(s.build_workers))
 
 
 def build_all(config):

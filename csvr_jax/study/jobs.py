@@ -9,6 +9,7 @@ its first same-class neighbour (retrieval R@k), plus the pretraining run's prete
 A job whose outcome files all exist is finished: a rerun skips it; an interrupted one resumes from its checkpoints.
 """
 import collections
+import glob
 import json
 import os
 import time
@@ -78,6 +79,20 @@ def outcomes_path(workdir, job, features):
 
 def is_done(workdir, job):
   return all(os.path.exists(outcomes_path(workdir, job, f)) for f in BY_NAME[job.method].features)
+
+
+def partial_outcomes(workdir):
+  """Outcome files of jobs that have only some of theirs (interrupted between two evaluations): the paths, for a
+  copy of the study that leaves checkpoints and exports behind (launch/gpu_study.sh) to leave these behind too, so
+  that such a job runs again whole instead of mixing two pretraining runs in one row."""
+  partial = []
+  for outcomes in sorted(glob.glob(os.path.join(workdir, '*', 'seed*', 'outcomes'))):
+    for method in METHODS:
+      have = [p for p in (os.path.join(outcomes, f'{experiment.slug(method.name)}_{f}.json') for f in method.features)
+              if os.path.exists(p)]
+      if len(have) < len(method.features):
+        partial += have
+  return partial
 
 
 def job_cost(config, method):

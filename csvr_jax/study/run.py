@@ -63,12 +63,14 @@ def work(config, dataset_dirs, workdir, job):
   start = time.time()
   log = os.path.join(workdir, LOG_DIR, job_name(job) + '.log')
   print(f'study: start {job.dataset} seed {job.seed} {job.method} (pid {os.getpid()}, log {log})', flush=True)
-  try:
-    with output_to(log):
+  with output_to(log):
+    try:
       jobs.run_job(config, job, dataset_dirs[job.dataset], workdir)
-    return job, time.time() - start, None
-  except Exception:  # pylint: disable=broad-except  # reported by the parent with the log's path
-    return job, time.time() - start, traceback.format_exc(limit=-3)
+      return job, time.time() - start, None
+    except Exception as e:  # pylint: disable=broad-except  # the parent names it and the log, which has it whole
+      with open(log, 'a') as f:  # the log itself, whatever sys.stderr is
+        traceback.print_exc(file=f)
+      return job, time.time() - start, f'{type(e).__name__}: {e}'.splitlines()[0]
 
 
 def init_worker(cache_dir):
@@ -103,8 +105,7 @@ def run_jobs(config, todo, dataset_dirs, workdir, cache_dir):
       if error:
         failed.append((job, error))
   if failed:
-    lines = [f'  {job_name(j)}: {e.strip().splitlines()[-1]} (log: {os.path.join(workdir, LOG_DIR, job_name(j))}.log)'
-             for j, e in failed]
+    lines = [f'  {job_name(j)}: {e} (log: {os.path.join(workdir, LOG_DIR, job_name(j))}.log)' for j, e in failed]
     raise RuntimeError(f'study: {len(failed)} jobs failed; rerun the same command to retry them:\n' + '\n'.join(lines))
 
 
