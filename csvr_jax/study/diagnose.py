@@ -12,7 +12,8 @@ The networks run as in the joint stage (every network of the losses in training 
 Then, from the run's export: how much of the pooled f_i (the 'fi' downstream features) comes from the poses: per
 feature dimension, the share of f_i's variance over test clips that moves when each clip's poses are swapped for
 another clip's (Var of the pose part / Var of f_i, assuming the parts add; near 0: f_i carries no pose information,
-the integration's gate M keeps f_s), and the mean gate M.
+the integration's gate M keeps f_s), the mean gate M, and the scale of eq. 4's pose term: the standard deviation
+over clips of the pooled (1 - M) beta_d against that of the pooled f_i (means over feature dimensions).
 Then, where the pose GAN's pretext MSE comes from (`--pose_samples=K`, on the pretext metric's held-out clips):
 the MSE of one generator sample (what Table II's metric measures) splits exactly into the error of the mean of
 K samples and the samples' spread around that mean, each as a fraction of repeating the last observed pose.
@@ -123,27 +124,30 @@ def pose_share_of_fi(config, export_dir, max_batches=8):
 
   @jax.jit
   def pooled(variables, clip, pose_in, conf):
-    """-> (pooled f_i (B, C), mean gate M), as DownstreamFeatures('fi') computes f_i."""
+    """-> (pooled f_i (B, C), pooled (1 - M) beta_d (B, C), mean gate M), f_i as DownstreamFeatures('fi')."""
     params, stats = variables['params'], variables['batch_stats']
     of = lambda n: {'params': params[n], **({'batch_stats': stats[n]} if n in stats else {})}
     x = augment.normalize(clip, tuple(c.data.mean), tuple(c.data.std))
     f_s = model.vnet.apply(of('vnet'), x, train=False)['features']
     f_d = model.pose_g.apply(of('pose_g'), *downstream.pose_encoder_inputs(pose_in, conf), train=False)
     f_i, aux = model.integration.apply(of('integration'), f_s, f_d, train=False)
-    return jnp.mean(f_i, axis=(1, 2, 3)), jnp.mean(aux['mask'])
+    beta_term = (1 - aux['mask']) * aux['beta']  # what eq. 4-5 add to f_i from the poses alone
+    return jnp.mean(f_i, axis=(1, 2, 3)), jnp.mean(beta_term, axis=(1, 2, 3)), jnp.mean(aux['mask'])
 
-  same, swapped, gate = [], [], []
+  same, swapped, beta, gate = [], [], [], []
   for i, b in enumerate(loader):
     if i == max_batches:
       break
-    f, m = pooled(variables, b['clip'], b['pose_in'], b['pose_in_conf'])
-    g, _ = pooled(variables, b['clip'], np.roll(b['pose_in'], 1, axis=0), np.roll(b['pose_in_conf'], 1, axis=0))
+    f, t, m = pooled(variables, b['clip'], b['pose_in'], b['pose_in_conf'])
+    g, _, _ = pooled(variables, b['clip'], np.roll(b['pose_in'], 1, axis=0), np.roll(b['pose_in_conf'], 1, axis=0))
     same.append(np.asarray(f))
     swapped.append(np.asarray(g))
+    beta.append(np.asarray(t))
     gate.append(float(m))
-  same, swapped = np.concatenate(same), np.concatenate(swapped)
+  same, swapped, beta = np.concatenate(same), np.concatenate(swapped), np.concatenate(beta)
   share = np.var(same - swapped, axis=0) / np.maximum(2 * np.var(same, axis=0), 1e-12)
-  return {'fi_pose_share': float(np.mean(share)), 'gate_mean': float(np.nanmean(gate))}
+  return {'fi_pose_share': float(np.mean(share)), 'gate_mean': float(np.nanmean(gate)),
+          'fi_std': float(np.mean(np.std(same, axis=0))), 'beta_term_std': float(np.mean(np.std(beta, axis=0)))}
 
 
 def split_pose_error(samples, target, conf):
@@ -219,8 +223,9 @@ def main(argv):
   export = os.path.join(FLAGS.run, 'export')
   if FLAGS.step < 0 and os.path.isdir(export) and 'video' in config.loss.branches:
     report['fi'] = pose_share_of_fi(config, export)
-    print(f'export fi: pose share of pooled f_i {report["fi"]["fi_pose_share"]:.4g}, mean gate M '
-          f'{report["fi"]["gate_mean"]:.4g}')
+    fi = report['fi']
+    print(f'export fi: pose share of pooled f_i {fi["fi_pose_share"]:.4g}, mean gate M {fi["gate_mean"]:.4g}; '
+          f'std over clips of the pooled (1 - M) beta_d {fi["beta_term_std"]:.4g} against f_i {fi["fi_std"]:.4g}')
   if FLAGS.pose_samples > 0 and 'pose' in config.loss.branches:
     report['pose'] = pose_error_split(config, FLAGS.run, step, FLAGS.pose_samples)
     p = report['pose']
