@@ -27,11 +27,8 @@ START=$(date +%s)
 RAW=$(mktemp -d)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-WHEELS=${WHEELS:-.benchwhl}
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
-    && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
+. launch/device_wheels.sh
+install_wheels "${WHEELS:-.benchwhl}"
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv;
   $PY -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())';
   $PY -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)';

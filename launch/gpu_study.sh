@@ -9,7 +9,8 @@
 #
 # Wheels: the lent machines have JAX, flax, optax, orbax, chex, OpenCV, scikit-learn, matplotlib and pyarrow but
 # not Grain, ArrayRecord, PyAV, TFDS (and its small deps), tensorboardX, ml_collections or simplejpeg;
-# `bash launch/gpu_wheels.sh` puts them (cp312, ~45 MB) in .whl/, installed into /tmp/site here when present.
+# `bash launch/gpu_wheels.sh` puts them (cp312, ~45 MB) in .whl/, installed into /tmp/site here when present
+# (launch/device_wheels.sh).
 # Env: CONFIG (default configs/study.py:gpu), STUDY_ARGS (config overrides, shell-quoted; default below), BUDGET_S
 # (default 540: the study is stopped then, leaving time to pack inside a 600 s call), WORKDIR (default
 # runs/study_gpu), DATA_DIR (default data/study), STATE_IN / CACHE_IN (default .gpu_study/state.tgz and
@@ -37,11 +38,8 @@ if [ -n "${STUDY_ARGS+set}" ]; then eval "ARGS=($STUDY_ARGS)"; else ARGS=("${DEF
 START=$(date +%s)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-WHEELS=${WHEELS:-.whl}
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
-    && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
+. launch/device_wheels.sh
+install_wheels "${WHEELS:-.whl}"
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; nproc;
   $PY -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices())';
   # a missing wheel shows here
