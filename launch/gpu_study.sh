@@ -31,7 +31,8 @@ STATE_IN=${STATE_IN:-.gpu_study/state.tgz}
 CACHE_IN=${CACHE_IN:-.gpu_study/jax_cache.tgz}
 # The first question for the GPU (docs/study.md, point 1): with 2,000 training videos, does pretraining teach the
 # backbone motion? Motion variant, the three rows that answer it, frozen evaluations (the finetune rows and the
-# scene variant are the next calls' work: STUDY_ARGS="" runs the whole :gpu study).
+# scene variant are later calls' work: STUDY_ARGS="" WORKDIR=runs/study_gpu_all STATE_IN=.gpu_study/all/state.tgz
+# runs the whole :gpu study; it needs its own workdir and state, as its evaluations differ: study_settings.json).
 DEFAULT_ARGS=("--config.study.datasets={'motion': 0.0}" "--config.study.methods=('CSVR', 'Context only', 'Random init')"
               "--config.study.evaluations=('frozen',)")
 if [ -n "${STUDY_ARGS+set}" ]; then eval "ARGS=($STUDY_ARGS)"; else ARGS=("${DEFAULT_ARGS[@]}"); fi

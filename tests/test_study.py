@@ -131,6 +131,24 @@ def test_partial_outcomes_names_the_outcome_files_of_unfinished_jobs(tmp_path):
   assert jobs.partial_outcomes(str(tmp_path)) == [str(outcomes / 'csvr_vnet.json'), str(outcomes / 'csvr_fi.json')]
 
 
+def test_a_workdir_refuses_jobs_with_other_outcome_settings_and_takes_more_jobs(tmp_path):
+  from csvr_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from csvr_jax.study import run  # pylint: disable=g-import-not-at-top
+  run.check_settings(study_config.get_config(), str(tmp_path))
+  more = study_config.get_config()  # more seeds, another dataset, other processes: same outcomes for the old jobs
+  more.study.update(seeds=(0, 1, 2, 3), processes=1, datasets={'motion': 0.0, 'half': 0.25})
+  run.check_settings(more, str(tmp_path))
+  for key, value in (('train.total_steps', 5), ('study.evaluations', ('frozen',)), ('loss.temperature', 0.2)):
+    other = study_config.get_config()
+    other.update_from_flattened_dict({key: value})
+    with pytest.raises(checkpoint.ResumeError, match=rf'study_settings.json: .*\({key} '):
+      run.check_settings(other, str(tmp_path))
+  moved = study_config.get_config()
+  moved.study.datasets = {'motion': 0.1}  # the same name for another variant
+  with pytest.raises(checkpoint.ResumeError, match=r'study.datasets.motion 0.0 -> 0.1'):
+    run.check_settings(moved, str(tmp_path))
+
+
 def test_a_failed_job_is_named_in_one_line_and_its_log_holds_the_traceback(tmp_path):
   from csvr_jax.study import run  # pylint: disable=g-import-not-at-top
   job = jobs.Job('motion', 0, 'No such method')

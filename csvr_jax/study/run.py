@@ -140,6 +140,53 @@ def merge_runs(config, workdir):
         report.update_results(workdir, r, r['metrics'], r['per_class_accuracy'])
 
 
+# Settings that do not change any job's outcome: how the study runs (processes, workers, where the data lie), which
+# jobs it has (methods, seeds and datasets: adding some adds jobs) and how the summary is computed from the outcome
+# files. Every other key decides what a finished job's outcome files hold.
+OUTCOME_FREE_KEYS = ('study.processes', 'study.build_workers', 'study.data_dir', 'study.methods', 'study.seeds',
+                     'study.datasets', 'study.bootstrap_samples', 'study.confidence', 'data.num_workers', 'logging')
+SETTINGS_FILE = 'study_settings.json'
+
+
+def _flat(tree, prefix=''):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def outcome_settings(config):
+  """The flat settings that decide a job's outcome files (JSON values), each dataset's context included."""
+  flat = _flat(json.loads(json.dumps(config.copy_and_resolve_references().to_dict(), default=list)))
+  keep = {k: v for k, v in flat.items() if not any(k == f or k.startswith(f + '.') for f in OUTCOME_FREE_KEYS)}
+  keep.update({f'study.datasets.{name}': float(c) for name, c in config.study.datasets.items()})
+  return keep
+
+
+def check_settings(config, workdir):
+  """Refuses to add jobs to a workdir whose finished jobs ran with other settings (their outcome files would be
+  mixed with the new ones in one table); records the settings on first use (a workdir from before this check
+  has none, and is taken as it is)."""
+  path = os.path.join(workdir, SETTINGS_FILE)
+  now = outcome_settings(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      before = json.load(f)
+    # Keys only one side has come from another version of the code, or a dataset one side lacks: not compared.
+    differ = sorted(k for k in set(before) & set(now) if before[k] != now[k])
+    if differ:
+      shown = ', '.join(f'{k} {before.get(k)!r} -> {now.get(k)!r}' for k in differ[:4])
+      from csvr_jax import checkpoint  # pylint: disable=g-import-not-at-top  # its ResumeError: a one-line error
+      raise checkpoint.ResumeError(f'{path}: the study in this workdir ran with other settings ({shown}'
+                       f'{", ..." if len(differ) > 4 else ""}); use another --workdir, or the same settings')
+    now = {**before, **now}  # a dataset added keeps the others' entries
+  os.makedirs(workdir, exist_ok=True)
+  jobs.write_json(path, now)
+
+
 def record_invocation(workdir, entry):
   """Appends this invocation's timing to workdir/invocations.jsonl; returns every entry (the study's wall time is
   the sum over the invocations that ran jobs: an interrupted study resumed once has two)."""
@@ -159,6 +206,7 @@ def run(config, workdir):
   start, load_start = time.time(), os.getloadavg()[0]
   datasets.check(config)
   all_jobs = jobs.all_jobs(config)
+  check_settings(config, workdir)
   cache_dir = os.path.join(config.study.data_dir, 'jax_cache')
   demo.enable_compilation_cache(cache_dir)
   dataset_dirs = datasets.build_all(config)
