@@ -175,7 +175,8 @@ def frozen_outcomes(config, out):
                                            input_keys=keys)
   train_x, train_y = evaluate.split_features(config, d.dataset_dir, d.train_split, model.apply, variables,
                                              input_keys=keys)
-  probe = dm.fit_linear_probe(train_x, train_y, config.finetune.num_classes, l2=config.eval.linear_probe_l2)
+  probe = evaluate.fit_probe(config, train_x, train_y, config.finetune.num_classes)
+  out['linear_probe_l2'] = probe['l2']
   q, g = dm.l2_normalize(test_x, config.eval.mean_center), dm.l2_normalize(train_x, config.eval.mean_center)
   _set_labels(out, test_y)
   out['predictions']['linear_probe'] = np.argmax(dm.predict_linear_probe(probe, test_x), axis=1).tolist()

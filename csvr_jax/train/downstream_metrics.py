@@ -171,6 +171,50 @@ def fit_linear_probe(train_x, train_y, num_classes, l2=1e-4, max_iters=1000):
   return {'mean': mean, 'std': std, 'w': w, 'b': b, 'iters': int(np.max(clf.n_iter_))}
 
 
+def stratified_folds(labels, folds, seed=0):
+  """(N,) fold index in [0, folds) of every sample: each class's samples, in a seeded random order, dealt to the
+  folds in turn, so every fold holds its share of every class (deterministic for a seed)."""
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  fold = np.empty(len(labels), np.int64)
+  for cls in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == cls))
+    fold[idx] = (np.arange(len(idx)) + int(rng.integers(folds))) % folds  # random start: folds stay even
+  return fold
+
+
+def select_l2(train_x, train_y, num_classes, l2s, folds=5, seed=0):
+  """The probe's L2 weight chosen by stratified k-fold cross-validation on the training set alone.
+
+  Returns (the l2 of `l2s` with the highest mean held-out top-1, ties to the larger l2 (the simpler probe),
+  {l2: mean held-out top-1}). One candidate, or fewer samples than 2 folds' worth: that l2, no validation.
+  """
+  l2s = sorted(float(v) for v in l2s)
+  y = np.asarray(train_y)
+  folds = min(int(folds), len(y))
+  if len(l2s) == 1 or folds < 2:
+    return l2s[-1 if len(l2s) == 1 else len(l2s) // 2], {}
+  x = np.asarray(train_x, np.float64)
+  fold = stratified_folds(y, folds, seed)
+  scores = {}
+  for l2 in l2s:
+    hits = 0
+    for k in range(folds):
+      held = fold == k
+      probe = fit_linear_probe(x[~held], y[~held], num_classes, l2=l2)
+      hits += int(np.sum(np.argmax(predict_linear_probe(probe, x[held]), axis=1) == y[held]))
+    scores[l2] = hits / len(y)
+  best = max(l2s, key=lambda l2: (scores[l2], l2))
+  return best, scores
+
+
+def fit_linear_probe_cv(train_x, train_y, num_classes, l2s, folds=5, seed=0):
+  """`fit_linear_probe` on the whole training set with the L2 weight `select_l2` chooses; the probe dict also
+  holds 'l2' (the choice) and 'cv_top1' ({l2: held-out top-1})."""
+  l2, scores = select_l2(train_x, train_y, num_classes, l2s, folds, seed)
+  return {**fit_linear_probe(train_x, train_y, num_classes, l2=l2), 'l2': l2, 'cv_top1': scores}
+
+
 def predict_linear_probe(probe, x):
   """(N, D) features -> (N, C) class probabilities of a probe from `fit_linear_probe`."""
   logits = ((np.asarray(x, np.float64) - probe['mean']) / probe['std']) @ probe['w'] + probe['b']

@@ -31,13 +31,14 @@ from csvr_jax.data import augment
 from csvr_jax.models import downstream
 from csvr_jax.train import downstream_metrics
 from csvr_jax.train.downstream_metrics import (average_per_video, classification_metrics, fit_linear_probe,
-                                               knn_accuracy, l2_normalize, predict_linear_probe,
+                                               fit_linear_probe_cv, knn_accuracy, l2_normalize, predict_linear_probe,
                                                retrieval_recall)
 from csvr_jax.train import backbone_init
 
-__all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'predict_linear_probe', 'average_per_video',
-           'classification_metrics', 'extract_video_features', 'per_video_outputs', 'retrieval_mode',
-           'linear_probe_mode', 'frozen_modes', 'KnnEvaluator', 'LinearProbeEvaluator']
+__all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'fit_linear_probe_cv', 'fit_probe',
+           'predict_linear_probe', 'average_per_video', 'classification_metrics', 'extract_video_features',
+           'per_video_outputs', 'retrieval_mode', 'linear_probe_mode', 'frozen_modes', 'KnnEvaluator',
+           'LinearProbeEvaluator']
 
 
 # ------------------------------------------------------------------ features
@@ -140,9 +141,16 @@ def knn_metrics(config, query, query_labels, gallery, gallery_labels):
   return out
 
 
+def fit_probe(config, train_x, train_y, num_classes):
+  """The linear probe of config.eval: its L2 weight chosen by cross-validation on (train_x, train_y) among
+  config.eval.linear_probe_l2 (downstream_metrics.fit_linear_probe_cv)."""
+  return fit_linear_probe_cv(train_x, train_y, num_classes, tuple(config.eval.linear_probe_l2),
+                             folds=config.eval.linear_probe_folds)
+
+
 def linear_probe_metrics(config, query, query_labels, gallery, gallery_labels, num_classes):
   """Trains the probe on the gallery (train) videos, tests on the query videos -> classification metrics."""
-  probe = fit_linear_probe(gallery, gallery_labels, num_classes, l2=config.eval.linear_probe_l2)
+  probe = fit_probe(config, gallery, gallery_labels, num_classes)
   return classification_metrics(predict_linear_probe(probe, query), query_labels, num_classes)
 
 
