@@ -207,6 +207,13 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
   pose = diagnosis['pose']
   assert pose['pose_sample'] == pytest.approx(pose['pose_mean'] + pose['pose_spread'], rel=1e-6)
 
+  r = subprocess.run([sys.executable, '-m', 'csvr_jax.study.scenes', '--config=configs/study.py:quick',
+                      f'--workdir={tmp_path / "a"}', f'--config.study.data_dir={data_dir}', '--probe'],
+                     cwd=ROOT, env=dict(os.environ, XLA_FLAGS='', PYTHONPATH=ROOT), capture_output=True, text=True,
+                     timeout=600)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  assert '20 test videos' in r.stdout and 'scene probe' in r.stdout
+  assert r.stdout.count('| linear_probe |') == 8 and r.stdout.count('| knn |') == 8  # every row of the study
 
 def _launch_gpu_study(out, workdir, data_dir, state_in=''):
   env = dict(os.environ, XLA_FLAGS='', PYTHONPATH=ROOT, PYTHON=sys.executable, WHEELS=str(out / 'no_wheels'),
@@ -357,3 +364,35 @@ def test_compare_pairs_rows_of_two_workdirs_by_seed_and_video(tmp_path):
   with pytest.raises(FileNotFoundError, match='no outcomes'):
     compare.compare(config, (str(tmp_path / 'a'), 'CSVR', 'fi'), (str(tmp_path / 'b'), 'Context only', 'vnet'),
                     'linear_probe')
+
+
+# ------------------------------------------------------------------------------------------- scenes
+
+def test_video_scene_replays_the_generators_scene_draw():
+  from csvr_jax.study import scenes
+  classes = ['Walk', 'Run', 'Jump', 'WaveOneHand', 'WaveBothHands']
+  names = [f'{c}/v_{c}_g{k + 1:02d}_c01.mp4'.encode() for c in classes for k in range(40)]
+  labels = np.repeat(np.arange(5), 40)
+  own = [scenes.video_scene(n, classes, seed=3, context=1.0) for n in names]
+  assert own == labels.tolist()  # context 1: every video shows its class's scene
+  half = np.array([scenes.video_scene(n, classes, seed=3, context=0.5) for n in names])
+  assert 0.4 < np.mean(half == labels) < 0.7  # 0.5 + 0.5 / 10 expected
+  none = np.array([scenes.video_scene(n, classes, seed=3, context=0.0) for n in names])
+  assert len(set(none.tolist())) == 10 and np.mean(none == labels) < 0.2
+  assert none.tolist() != [scenes.video_scene(n, classes, seed=4, context=0.0) for n in names]  # another draw
+  with pytest.raises(ValueError, match='v_Swim_g01_c01'):
+    scenes.video_scene('Swim/v_Swim_g01_c01', classes, 0, 0.5)
+  with pytest.raises(ValueError, match='Walk/walk01'):
+    scenes.video_scene('Walk/walk01', classes, 0, 0.5)
+
+
+def test_scene_use_splits_the_predictions_by_the_videos_scenes():
+  from csvr_jax.study import scenes
+  labels = np.array([0, 1, 2, 3, 0, 1])
+  scene = np.array([0, 1, 2, 9, 5, 7])  # the first three show their class's scene
+  reads_scene = scene % 4  # a classifier that names the scene's class (scene 9 -> 1, 5 -> 1, 7 -> 3)
+  use = scenes.scene_use(reads_scene, labels, scene)
+  assert use['matched'] == 1.0 and use['other'] == 0.0 and use['matched_share'] == 0.5
+  assert use['scene_led'] == pytest.approx(3 / 6)  # predictions 1, 1, 3 are not the scene's own index
+  use = scenes.scene_use(labels, labels, scene)  # reads the motion: right whatever the scene
+  assert use['matched'] == use['other'] == 1.0 and use['scene_led'] == 0.5
