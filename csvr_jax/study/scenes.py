@@ -114,8 +114,9 @@ def main(argv):
   generator = generator_settings(dataset_dir)
   scenes, labels = split_scenes(dataset_dir, config.data.eval_split, generator)
   context = float(generator['context'])
+  bayes = context + (1 - context) / 10
   print(f'{name}: {len(labels)} test videos, {100 * np.mean(scenes == labels):.1f}% show their class\'s scene '
-        f'(context {context}); the scene\'s Bayes top-1 (10 classes, 10 scenes) {100 * (context + (1 - context) / 10):.1f}%')
+        f'(context {context}); the scene\'s Bayes top-1 (10 classes, 10 scenes) {100 * bayes:.1f}%')
   header = '| Row | metric | top-1 | matched | other | scene-led |' + (' scene probe |' if FLAGS.probe else '')
   print(header + '\n' + '|---' * (header.count('|') - 1) + '|')
   for method in jobs.BY_NAME.values():

@@ -13,6 +13,8 @@ Conventions (also in docs/design.md):
 * Video-level scores: per-clip rows are averaged per video using 'video_index' and 'valid'; padding rows
   (valid False) never count, and a video without any valid clip is an error (no video may be dropped).
 """
+import warnings
+
 import numpy as np
 
 _QUERY_CHUNK = 1024  # queries per similarity block: bounds memory at chunk x gallery floats
@@ -153,14 +155,18 @@ def fit_linear_probe(train_x, train_y, num_classes, l2=1e-4, max_iters=1000):
   Args:
     train_x: (N, D) features; train_y: (N,) int labels in [0, num_classes).
   Returns:
-    a dict {'mean', 'std', 'w' (D, C), 'b' (C,), 'iters'} for `predict_linear_probe`.
+    a dict {'mean', 'std', 'w' (D, C), 'b' (C,), 'iters'} for `predict_linear_probe` (iters == max_iters: the
+    solver stopped before its tolerance).
   """
-  from sklearn.linear_model import LogisticRegression  # deferred: only the probe needs scikit-learn
+  from sklearn.exceptions import ConvergenceWarning  # deferred: only the probe needs scikit-learn
+  from sklearn.linear_model import LogisticRegression
   x = np.asarray(train_x, np.float64)
   y = np.asarray(train_y).astype(np.int64)
   mean, std = x.mean(0), x.std(0) + 1e-6
   clf = LogisticRegression(C=1.0 / (l2 * len(x)), max_iter=int(max_iters), tol=1e-6)
-  clf.fit((x - mean) / std, y)
+  with warnings.catch_warnings():  # weak weights on separable features stop at max_iters ('iters' says so); the
+    warnings.simplefilter('ignore', ConvergenceWarning)  # cross-validation scores such probes as they are
+    clf.fit((x - mean) / std, y)
   w = np.zeros((x.shape[1], num_classes))
   b = np.full((num_classes,), -1e9)
   if len(clf.classes_) == 2:  # scikit-learn stores one logit for two classes: logit(1) - logit(0)
