@@ -11,6 +11,7 @@ import pytest
 
 from configs import study as study_config
 from csvr_jax.study import jobs
+from csvr_jax.study import report
 from csvr_jax.study import stats
 from csvr_jax.study import summary
 
@@ -69,7 +70,7 @@ def _outcome(labels, correct, method, features, pretext=None):
   return {'labels': labels.tolist(), 'predictions': {'linear_probe': preds.tolist(), 'knn': preds.tolist(),
                                                      'finetune': preds.tolist()},
           'first_hit_rank': np.where(correct, 0, 7).tolist(), 'method': method, 'features': features,
-          'pretext': pretext or {}}
+          'pretext': pretext or {}, 'linear_probe_l2': 0.1}
 
 
 def test_summary_intervals_comparisons_and_targets(tmp_path):
@@ -101,6 +102,8 @@ def test_summary_intervals_comparisons_and_targets(tmp_path):
   assert all(v in (True, None) for v in met.values()), study['targets']
   assert ds['pretext']['CSVR']['metrics']['context/top1_over_chance']['mean'] == pytest.approx(3.0)
   assert ds['pretext']['CSVR']['metrics']['pose/mse_over_repeat_last']['mean'] == pytest.approx(0.25)
+  assert ds['probe_l2']['CSVR, f_i'] == [0.1, 0.1]
+  assert '| 90 / 90 | 0.1 / 0.1 |' in report.rows_table(ds)
 
 
 def test_jobs_start_with_one_of_each_method_and_every_job_is_listed_once():
@@ -182,7 +185,7 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
       assert set(metrics) == set(summary.METRICS)
   assert {t['dataset'] for t in study['targets']} == {'scene', 'motion'}
   report = (tmp_path / 'a' / 'report.md').read_text()
-  assert '## Targets' in report and '| CSVR, f_i |' in report
+  assert '## Targets' in report and '| CSVR, f_i |' in report and 'Probe L2 per seed' in report
   assert (tmp_path / 'a' / 'study_motion.png').exists() and (tmp_path / 'a' / 'study_scene.png').exists()
   short = (tmp_path / 'a' / 'summary.md').read_text()  # what README quotes
   assert '| CSVR, f_i |' in short and '| Target |' in short and 'Wall time:' in short

@@ -44,13 +44,19 @@ def _seeds(v, percent=True):
   return ' / '.join(f'{100 * x:.0f}' if percent else f'{x:.3g}' for x in v['per_seed']) if v else '-'
 
 
+def _l2s(values):
+  """The probe's cross-validated L2 weight per seed ('-' where an outcome predates the choice)."""
+  return ' / '.join('-' if v is None else f'{v:g}' for v in values) if values else '-'
+
+
 def rows_table(ds):
   head = '| Method, features | ' + ' | '.join(f'{summary.METRIC_LABELS[m]} (%)' for m in summary.METRICS) + \
-         ' | Linear probe per seed |'
-  lines = [head, '|' + '---|' * (len(summary.METRICS) + 2)]
+         ' | Linear probe per seed | Probe L2 per seed |'
+  lines = [head, '|' + '---|' * (len(summary.METRICS) + 3)]
+  l2 = ds.get('probe_l2', {})
   for row, metrics in ds['rows'].items():
     lines.append(f'| {row} | ' + ' | '.join(_pct(metrics.get(m)) for m in summary.METRICS)
-                 + f' | {_seeds(metrics.get("linear_probe"))} |')
+                 + f' | {_seeds(metrics.get("linear_probe"))} | {_l2s(l2.get(row))} |')
   return '\n'.join(lines)
 
 

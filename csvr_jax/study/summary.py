@@ -110,6 +110,9 @@ def dataset_summary(config, rows):
         entry['metrics'][metric] = stats.paired_difference(xa, xb, s.bootstrap_samples, s.confidence, seed=0)
     out['comparisons'].append(entry)
   out['pretext'], out['curves'] = pretext_summary(config, rows, seeds)
+  # The linear probe's L2 weight, chosen per probe by cross-validation on its training videos (evaluate.fit_probe).
+  out['probe_l2'] = {row: [by_seed[k].get('linear_probe_l2') for k in seeds if k in by_seed]
+                     for row, by_seed in rows.items()}
   return out
 
 
