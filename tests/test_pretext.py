@@ -129,8 +129,13 @@ def test_eight_devices_match_one_device_and_baselines_do_not_depend_on_weights(t
   m8, m1 = ev8(params, batch_stats), ev1(params, batch_stats)
   assert set(m8) == METRICS and set(ev8.notes) == {'video_rec/inception_score', 'video_rec/real_inception_score',
                                                    'video_pred/inception_score', 'video_pred/real_inception_score'}
+  # context/top1 is an argmax over a random-init network's similarities, which XLA sums in another order on 8
+  # devices: on a 2-core AMD EPYC VM (2026-11-28) one of the 16 clips flipped (0.125 vs 0.1875) while every
+  # continuous metric matched to 1e-5. So it may differ by one clip; the continuous metrics must match.
+  one_clip = 1 / (c.eval.pretext_batches * c.train.batch_size)
   for k in m8:
-    assert m8[k] == pytest.approx(m1[k], rel=1e-5, abs=1e-6), k
+    tol = dict(abs=one_clip + 1e-6) if k == 'context/top1' else dict(rel=1e-5, abs=1e-6)
+    assert m8[k] == pytest.approx(m1[k], **tol), (k, m8, m1)
   assert ev8(params, batch_stats) == m8  # deterministic: same clips, same noise
   assert m8['context/chance'] == 1 / 8
   other = ev8(params2, batch_stats2)
