@@ -1,5 +1,5 @@
 """Benchmarks: `python -m csvr_jax.bench --report=flops` | `--what=pipeline` | `--what=finetune_step,pretrain_step`
-| `--what=data_prep`.
+| `--what=data_prep` | `--what=conv3d`.
 
 finetune_step times the `--mode=finetune` step (with and without device augmentation; `--reference=torch`:
 against torchvision doing the same work), pretrain_step the `--mode=pretrain` steps (steps.StepFns). Each prints
@@ -18,7 +18,7 @@ xla_flags.set_default_xla_flags()  # before any JAX backend starts: benchmarks m
 from csvr_jax.benchmarks import common as _common  # pylint: disable=unused-import,wrong-import-position
 
 flags.DEFINE_string('report', None, 'Analytic report: flops.')
-flags.DEFINE_list('what', [], 'Measured benchmarks: pipeline, finetune_step, pretrain_step, data_prep.')
+flags.DEFINE_list('what', [], 'Measured benchmarks: pipeline, finetune_step, pretrain_step, data_prep, conv3d.')
 FLAGS = flags.FLAGS
 
 # name -> "module:function"; each function takes no arguments and reads its own flags.
@@ -28,6 +28,7 @@ BENCHMARKS = {
     'finetune_step': 'csvr_jax.benchmarks.steps:main',
     'pretrain_step': 'csvr_jax.benchmarks.steps:main',
     'data_prep': 'data_prep.bench:main',
+    'conv3d': 'csvr_jax.benchmarks.conv3d:main',
 }
 
 

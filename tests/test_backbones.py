@@ -285,3 +285,22 @@ def test_zero_channel_padding_keeps_parameters_and_numbers(arch, impl):
                   static_argnums=0, compiler_options=opts)(impl)
   assert jax.tree.map(np.shape, stats) == jax.tree.map(np.shape, {'batch_stats': variables['batch_stats']})
   assert all(np.isfinite(v).all() for v in jax.tree.leaves(stats))
+
+
+@pytest.mark.parametrize('shape,kernel,strides,padding', [
+    ((2, 4, 16, 16, 3), (3, 7, 7, 3, 8), (1, 2, 2), ((1, 1), (3, 3), (3, 3))),  # R3D-18's stem
+    ((2, 4, 8, 8, 8), (3, 3, 3, 8, 16), (2, 2, 2), ((1, 1),) * 3),              # a downsampling block
+    ((2, 1, 4, 4, 8), (3, 3, 3, 8, 8), (1, 1, 1), ((1, 1),) * 3),               # one frame: taps 0, 2 skipped
+    ((2, 3, 6, 6, 4), (2, 3, 3, 4, 4), (1, 1, 1), ((0, 1), (0, 0), (1, 1))),    # even kernel, asymmetric padding
+])
+def test_temporal_taps_conv_is_the_3d_conv_and_its_gradients(shape, kernel, strides, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+  k = jnp.asarray(rng.standard_normal(kernel, dtype=np.float32))
+  native = lambda x, k: jax.lax.conv_general_dilated(x, k, strides, padding,
+                                                     dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+  taps = lambda x, k: backbone_layers.temporal_taps_conv(x, k, strides, padding)
+  np.testing.assert_allclose(taps(x, k), native(x, k), rtol=1e-4, atol=1e-4)
+  loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
+  for a, b in zip(jax.grad(loss(taps), (0, 1))(x, k), jax.grad(loss(native), (0, 1))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)

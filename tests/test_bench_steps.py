@@ -358,3 +358,9 @@ def test_benchmark_modules_import_no_cycle():
       done.add(m)
   for m in graph:
     visit(m)
+
+
+def test_conv3d_benchmark_times_both_formulations_after_checking_they_agree():
+  from csvr_jax.benchmarks import conv3d  # pylint: disable=g-import-not-at-top
+  r = conv3d.measure((2, 4, 4, 2), (3, 3, 3, 2), (1, 1, 1), True, batch=1)
+  assert set(r) == {'native', 'taps'} and all(ms > 0 for pair in r.values() for ms in pair)

@@ -101,6 +101,32 @@ def _conv_nd(x, kernel, strides, padding):
                                       dimension_numbers=dims)
 
 
+def temporal_taps_conv(x, kernel, strides, padding):
+  """The 3D conv of x (B, T, H, W, Cin) with kernel (kt, kh, kw, Cin, Cout), strides (st, sh, sw) and padding
+  ((lo, hi) per axis), computed as the sum over the kt temporal taps of 2D convs over (B*T', H, W): tap i sees
+  frames i, i + st, ... of the time-padded input; taps that read only padding are skipped. Same sums as the 3D
+  conv up to float summation order.
+
+  Why: XLA:CPU runs 3D convolutions (and above all their gradients) 2-4x slower than the same work as 2D
+  convolutions at the study's shapes (`python -m csvr_jax.bench --what=conv3d`, docs/performance.md); GPUs
+  have fast 3D kernels, so nothing uses this there yet.
+  """
+  kt = kernel.shape[0]
+  (t_lo, t_hi), spatial_padding = padding[0], [tuple(p) for p in padding[1:]]
+  b, t, h, w, c = x.shape
+  x = jnp.pad(x, [(0, 0), (t_lo, t_hi), (0, 0), (0, 0), (0, 0)])
+  t_out = (t + t_lo + t_hi - kt) // strides[0] + 1
+  y = None
+  for i in range(kt):
+    if all(not 0 <= i - t_lo + strides[0] * j < t for j in range(t_out)):
+      continue  # a tap that reads only the zero padding adds nothing (clips of 1-2 frames deep in a network)
+    frames = jax.lax.slice_in_dim(x, i, i + strides[0] * (t_out - 1) + 1, strides[0], axis=1)
+    yi = jax.lax.conv_general_dilated(frames.reshape(b * t_out, h, w, c), kernel[i], tuple(strides[1:]),
+                                      spatial_padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = yi if y is None else y + yi
+  return y.reshape((b, t_out) + y.shape[1:])
+
+
 def conv_apply(x, kernel, strides, padding, impl='fold'):
   """Convolution of x (B, [T,] H, W, Cin) with kernel ([kt,] kh, kw, Cin, Cout); see CONV_IMPLS."""
   if impl not in CONV_IMPLS:
