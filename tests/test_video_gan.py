@@ -93,3 +93,27 @@ def test_paper_size_chain(name):
   disc2 = tgan2.MultiLevelDiscriminator(channels=32, levels=4, dtype=jnp.bfloat16)
   logits, _ = jax.eval_shape(lambda xs: disc2.init_with_output(key, xs), levels)
   assert logits.shape == (4, b)
+
+
+def test_fold_taps_runs_every_3d_conv_as_temporal_taps_with_the_same_parameters_and_outputs():
+  """model.conv_impl='fold_taps' (CPU): the V-Network, both video GANs' generators (train mode) and
+  discriminators and both integrations keep their parameter trees and give the same outputs (float order aside)."""
+  rng = np.random.default_rng(0)
+  rand = lambda *shape: jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+  clip, f_s, f_d, z, cond = rand(1, 4, 32, 32, 3), rand(1, 2, 4, 4, 16), rand(1, 4, 8), rand(1, 4), rand(1, 16)
+  cases = [
+      (lambda impl: get_video_backbone('r3d_18', width=0.125, conv_impl=impl), (clip,), {'train': True}),
+      (lambda impl: video_gan.VideoGenerator(channels=4, noise_dim=4, out_shape=(4, 32, 32), conv_impl=impl),
+       (f_s, z), {'train': True}),
+      (lambda impl: tgan2.TGAN2Generator(channels=4, noise_dim=4, out_shape=(4, 32, 32), levels=3, conv_impl=impl),
+       (f_s, z), {'train': True}),
+      (lambda impl: video_gan.VideoDiscriminator(channels=2, conv_impl=impl), (clip, cond), {}),
+      (lambda impl: tgan2.MultiLevelDiscriminator(channels=2, levels=2, conv_impl=impl),
+       ((clip[:, :2, ::2, ::2], clip), cond), {}),
+  ] + [(lambda impl, name=name: integration.get_integration(name, channels=16, conv_impl=impl), (f_s, f_d),
+        {'train': True}) for name in integration.INTEGRATIONS]
+  for make, args, kw in cases:
+    variables = fast_variables(make('fold_taps'), *args, **kw)
+    outs = [jax.jit(lambda v, impl=impl: make(impl).apply(v, *args, **kw, mutable=['batch_stats'] if kw else False))(
+        variables) for impl in ('fold', 'fold_taps')]  # the same variables fit both
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *outs)

@@ -5,6 +5,9 @@ The shapes are the CPU study's (configs/study.py: 4-frame 32x32 clips, batch 8, 
 discriminators of 8 base channels): the V-Network's 3x3x3 convs at each stage and the video discriminator's
 first and widest convs. Each line prints both times and the ratio native / taps measured in the same run (above
 1: the taps are faster). float32, one process, the default XLA options (what the study's pretraining compiles).
+Then the study's whole pretraining steps (configs/study.py's context and joint stages, through the pretrain_step
+benchmark's programs on a synthetic batch) with model.conv_impl 'fold' (the recipe's) and 'fold_taps', and their
+ratio.
 """
 import time
 
@@ -12,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from csvr_jax.benchmarks import common
+from csvr_jax.benchmarks import pretrain_bench
 from csvr_jax.models import backbone_layers
 
 # (what, (T, H, W, Cin), (kt, kh, kw, Cout), strides, gradient w.r.t. the input too): the V-Network's stem reads
@@ -26,6 +31,8 @@ SHAPES = (
     ('video D widest, 1 frame', (1, 2, 2, 64), (3, 3, 3, 128), (1, 1, 1), True),
 )
 BATCH, REPEATS, WARMUP = 8, 5, 2  # the study's pretraining batch
+STEP_IMPLS, STEP_STAGES = ('fold', 'fold_taps'), ('context', 'joint')
+STEP_TIMING = common.Timing(steps=10, warmup=2, repeats=3)
 
 
 def native_conv(x, kernel, strides, padding):
@@ -71,3 +78,15 @@ def main():
     (nf, ng), (tf, tg) = r['native'], r['taps']
     print(f'| {what} | {shape} | {nf:.1f} | {tf:.1f} | {nf / tf:.2f}x | {ng:.1f} | {tg:.1f} | {ng / tg:.2f}x |',
           flush=True)
+
+  print('| study step (configs/study.py, batch 8) | ' + ' | '.join(f'{i} ms/step' for i in STEP_IMPLS) + ' | ratio |')
+  print('|---|' + '---|' * (len(STEP_IMPLS) + 1))
+  ms = {}
+  for impl in STEP_IMPLS:
+    c = common.recipe_config('study')
+    c.model.conv_impl = impl
+    for row in pretrain_bench.bench_variant(c, (c.gan_update,), STEP_TIMING, groups=tuple((s,) for s in STEP_STAGES)):
+      ms[(impl, row['stage'])] = row.get('ms_per_step', float('nan'))
+  for stage in STEP_STAGES:
+    a, b = (ms[(i, stage)] for i in STEP_IMPLS)
+    print(f'| {stage} | {a:.0f} | {b:.0f} | {a / b:.2f}x |', flush=True)

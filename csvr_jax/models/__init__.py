@@ -4,7 +4,8 @@
 `module.apply(variables, x, train)` -> {'pooled': (B, C) float32, 'features': last feature map}. Keywords:
 width (channel multiplier), dtype (compute dtype, a name such as 'bfloat16' or a dtype; params stay
 float32), bn_axis_name (cross-device BatchNorm statistics inside shard_map), remat (rematerialise blocks),
-conv_impl (video ResNets only: 'fold' | 'native' | 'fold_pad8' | 'fold_s2d', see backbone_layers.CONV_IMPLS).
+conv_impl ('fold' | 'native' | 'fold_pad8' | 'fold_s2d' | 'fold_taps', see backbone_layers.CONV_IMPLS; the video GANs
+and the integration layer read 'fold_taps' only).
 """
 import functools
 

@@ -31,7 +31,9 @@ KAIMING_FAN_OUT = kaiming_fan_out
 # R(2+1)D-18 finetune step on an H200). Parameters keep their shapes; outputs are the same numbers.
 # 'fold_s2d': 'fold_pad8', and the RGB stems (stride-2 spatial convs reading <= 4 channels) run as
 # space-to-depth convolutions (see `space_to_depth_conv`): cuDNN has no efficient kernel for 3 input channels.
-CONV_IMPLS = ('fold', 'native', 'fold_pad8', 'fold_s2d')
+# 'fold_taps' (CPU): 'fold', and every other conv with more than one temporal tap as 2D convs over its taps
+# (`temporal_taps_conv`); the video GANs and the integration layer read it too (`conv_general_dilated_of`).
+CONV_IMPLS = ('fold', 'native', 'fold_pad8', 'fold_s2d', 'fold_taps')
 CHANNEL_MULTIPLE = 8
 
 
@@ -140,7 +142,33 @@ def conv_apply(x, kernel, strides, padding, impl='fold'):
     if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:  # purely temporal: H*W becomes one axis (free)
       y = _conv_nd(x.reshape(b, t, h * w, c), kernel[:, 0], (st, 1), (pt, 0))
       return y.reshape(b, y.shape[1], h, w, y.shape[-1])
+    if impl == 'fold_taps':
+      return temporal_taps_conv(x, kernel, strides, [(p, p) for p in padding])
   return _conv_nd(x, kernel, strides, padding)
+
+
+# flax's dimension numbers of a channels-last 3D conv (NDHWC input, DHWIO kernel).
+_FLAX_3D = jax.lax.ConvDimensionNumbers((0, 4, 1, 2, 3), (4, 3, 0, 1, 2), (0, 4, 1, 2, 3))
+
+
+def _taps_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                               dimension_numbers=None, feature_group_count=1, precision=None):
+  """lax.conv_general_dilated for flax's nn.Conv, with undilated, ungrouped 3D convs of more than one temporal
+  tap as `temporal_taps_conv`."""
+  taps = (lhs.ndim == 5 and rhs.shape[0] > 1 and feature_group_count == 1 and dimension_numbers == _FLAX_3D
+          and all(d == 1 for d in (lhs_dilation or ())) and all(d == 1 for d in (rhs_dilation or ())))
+  if not taps:
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, precision=precision)
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:4], rhs.shape[:3], window_strides, padding)
+  return temporal_taps_conv(lhs, rhs, window_strides, padding)
+
+
+def conv_general_dilated_of(impl):
+  """The `conv_general_dilated` argument of flax's nn.Conv for model.conv_impl `impl` (the video GANs and the
+  integration layer): temporal taps for 'fold_taps', None (lax's own) for the others."""
+  return _taps_conv_general_dilated if impl == 'fold_taps' else None
 
 
 class Conv(nn.Module):

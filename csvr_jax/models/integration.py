@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from csvr_jax.models.pose_gan import resize_time
+from csvr_jax.models.video_gan import conv3
 
 
 class FdAlign(nn.Module):
@@ -47,6 +48,7 @@ class AdaINIntegration(nn.Module):
   channels: int
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 mask conv
 
   @nn.compact
   def __call__(self, f_s, f_d, train=False):
@@ -60,7 +62,7 @@ class AdaINIntegration(nn.Module):
                     name='gamma')(a)[:, :, None, None]
     beta = nn.Conv(self.channels, (3,), padding=1, dtype=self.dtype, name='beta')(a)[:, :, None, None]
     d = gamma * f_s_bar + beta
-    m = nn.sigmoid(nn.Conv(self.channels, (3, 3, 3), padding=1, dtype=self.dtype, name='mask')(f_s_bar))
+    m = nn.sigmoid(conv3(self.channels, self.conv_impl, self.dtype, 'mask')(f_s_bar))
     f_i = (1 - m) * d + m * f_s.astype(self.dtype)
     aux = dict(mask=m, gamma=gamma, beta=beta, f_s_bar=f_s_bar)
     return f_i.astype(jnp.float32), aux
@@ -71,6 +73,7 @@ class ConcatIntegration(nn.Module):
   channels: int
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # unused; same constructor as AdaINIntegration
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 fuse conv
 
   @nn.compact
   def __call__(self, f_s, f_d, train=False):
@@ -78,7 +81,7 @@ class ConcatIntegration(nn.Module):
     a = FdAlign(self.channels, f_s.shape[1], dtype=self.dtype, name='align')(f_d)
     a = jnp.broadcast_to(a[:, :, None, None], f_s.shape[:4] + a.shape[-1:])
     h = jnp.concatenate([f_s.astype(self.dtype), a], axis=-1)
-    f_i = nn.Conv(self.channels, (3, 3, 3), padding=1, dtype=self.dtype, name='fuse')(h)
+    f_i = conv3(self.channels, self.conv_impl, self.dtype, 'fuse')(h)
     return f_i.astype(jnp.float32), {}
 
 

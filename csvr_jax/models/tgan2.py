@@ -145,6 +145,7 @@ class TGAN2Generator(nn.Module):
   out_channels: int = 3
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the trunk's 3x3x3 convs
 
   def _bn(self, name, train):
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
@@ -170,7 +171,7 @@ class TGAN2Generator(nn.Module):
     h = nn.Conv(width, (1, 1, 1), dtype=self.dtype, name='proj')(h)
     for i, up in enumerate(ups):
       h = video_gan.GenBlock3D(width, up, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                               name=f'trunk{i}')(h, train)
+                               conv_impl=self.conv_impl, name=f'trunk{i}')(h, train)
     renders = []
     for level in range(self.levels):
       if level > 0:
@@ -188,10 +189,12 @@ class MultiLevelDiscriminator(nn.Module):
   channels: int = 32
   levels: int = 4
   dtype: Any = jnp.float32
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 convs
 
   @nn.compact
   def __call__(self, xs, cond=None, train=False):
     if len(xs) != self.levels:
       raise ValueError(f'tgan2 discriminator: {len(xs)} inputs for {self.levels} levels')
-    return jnp.stack([video_gan.VideoDiscriminator(self.channels, dtype=self.dtype, name=f'level{l}')(x, cond, train)
+    return jnp.stack([video_gan.VideoDiscriminator(self.channels, dtype=self.dtype, conv_impl=self.conv_impl,
+                                                   name=f'level{l}')(x, cond, train)
                       for l, x in enumerate(xs)])

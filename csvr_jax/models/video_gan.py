@@ -36,6 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csvr_jax.models import backbone_layers
+
 
 def upsample_plan(in_size, out_size):
   """(k, base): the largest k with out % 2^k == 0 and out / 2^k >= in; base = out / 2^k."""
@@ -54,21 +56,29 @@ def _nearest_up(x, factors):
   return x
 
 
+def conv3(features, impl, dtype, name):
+  """A 3x3x3 'same' conv (flax nn.Conv's parameters); model.conv_impl 'fold_taps' runs it as 2D convs over its
+  temporal taps (backbone_layers.temporal_taps_conv: XLA:CPU's 3D convs are slow)."""
+  return nn.Conv(features, (3, 3, 3), padding=1, dtype=dtype, name=name,
+                 conv_general_dilated=backbone_layers.conv_general_dilated_of(impl))
+
+
 class GenBlock3D(nn.Module):
   """TGAN v2 GenBlock3D: BN-ReLU-up-conv3-BN-ReLU-conv3 + (up-conv1 shortcut when shape changes)."""
   features: int
   up: Sequence[int]
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 convs
 
   @nn.compact
   def __call__(self, x, train):
     bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                                    dtype=self.dtype, name=name)
     h = nn.relu(bn('bn1')(x))
-    h = nn.Conv(self.features, (3, 3, 3), padding=1, dtype=self.dtype, name='conv1')(_nearest_up(h, self.up))
+    h = conv3(self.features, self.conv_impl, self.dtype, 'conv1')(_nearest_up(h, self.up))
     h = nn.relu(bn('bn2')(h))
-    h = nn.Conv(self.features, (3, 3, 3), padding=1, dtype=self.dtype, name='conv2')(h)
+    h = conv3(self.features, self.conv_impl, self.dtype, 'conv2')(h)
     sc = _nearest_up(x, self.up)
     if x.shape[-1] != self.features or any(f > 1 for f in self.up):
       # 1x1x1 conv commutes with nearest upsampling: convolve first, on the smaller map.
@@ -84,6 +94,7 @@ class VideoGenerator(nn.Module):
   out_channels: int = 3
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 convs
 
   @nn.compact
   def __call__(self, f_i, z, train=False):
@@ -99,10 +110,10 @@ class VideoGenerator(nn.Module):
     for i in range(n):
       up = tuple(2 if i >= n - k else 1 for k, _ in plans)
       h = GenBlock3D(self.channels * min(8, 2 ** (n - 1 - i)), up, dtype=self.dtype,
-                     bn_axis_name=self.bn_axis_name, name=f'block{i}')(h, train)
+                     bn_axis_name=self.bn_axis_name, conv_impl=self.conv_impl, name=f'block{i}')(h, train)
     h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                              dtype=self.dtype, name='render_bn')(h))
-    h = nn.Conv(self.out_channels, (3, 3, 3), padding=1, dtype=self.dtype, name='render')(h)
+    h = conv3(self.out_channels, self.conv_impl, self.dtype, 'render')(h)
     return jnp.tanh(h.astype(jnp.float32))
 
 
@@ -117,11 +128,12 @@ class DisBlock3D(nn.Module):
   """TGAN v2 DisBlock: ReLU-conv3-ReLU-conv3-pool + (conv1-pool shortcut)."""
   features: int
   dtype: Any = jnp.float32
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 convs
 
   @nn.compact
   def __call__(self, x):
-    h = nn.Conv(x.shape[-1], (3, 3, 3), padding=1, dtype=self.dtype, name='conv1')(nn.relu(x))
-    h = nn.Conv(self.features, (3, 3, 3), padding=1, dtype=self.dtype, name='conv2')(nn.relu(h))
+    h = conv3(x.shape[-1], self.conv_impl, self.dtype, 'conv1')(nn.relu(x))
+    h = conv3(self.features, self.conv_impl, self.dtype, 'conv2')(nn.relu(h))
     sc = nn.Conv(self.features, (1, 1, 1), dtype=self.dtype, name='shortcut')(x)
     return _avg_down(h) + _avg_down(sc)
 
@@ -131,18 +143,19 @@ class VideoDiscriminator(nn.Module):
   channels: int = 32
   blocks: int = 4
   dtype: Any = jnp.float32
+  conv_impl: str = 'fold'  # backbone_layers.CONV_IMPLS; 'fold_taps' changes the 3x3x3 convs
 
   @nn.compact
   def __call__(self, x, cond=None, train=False):
     del train  # no BN or dropout; accepted for the uniform `module.apply(..., train=...)` convention
     x = x.astype(self.dtype)
     c = self.channels
-    h = nn.Conv(c, (3, 3, 3), padding=1, dtype=self.dtype, name='opt_conv1')(x)
-    h = nn.Conv(c, (3, 3, 3), padding=1, dtype=self.dtype, name='opt_conv2')(nn.relu(h))
+    h = conv3(c, self.conv_impl, self.dtype, 'opt_conv1')(x)
+    h = conv3(c, self.conv_impl, self.dtype, 'opt_conv2')(nn.relu(h))
     h = _avg_down(h, spatial_only=True) + nn.Conv(c, (1, 1, 1), dtype=self.dtype, name='opt_shortcut')(
         _avg_down(x, spatial_only=True))
     for i in range(self.blocks):
-      h = DisBlock3D(c * 2 ** (i + 1), dtype=self.dtype, name=f'block{i}')(h)
+      h = DisBlock3D(c * 2 ** (i + 1), dtype=self.dtype, conv_impl=self.conv_impl, name=f'block{i}')(h)
     h = jnp.sum(nn.relu(h), axis=(1, 2, 3)).astype(jnp.float32)  # global sum pooling, as TGAN v2
     logit = nn.Dense(1, name='logit')(h)[:, 0]
     if cond is not None:

@@ -137,7 +137,7 @@ def _branch_modules(config, axis):
                                        dtype=dtype, bn_axis_name=axis),
       'pose_d': pose_gan.PoseDiscriminator(channels=m.pose_channels, dtype=dtype),
       'integration': integration.get_integration(m.integration, channels=channels, dtype=dtype,
-                                                 bn_axis_name=axis),
+                                                 bn_axis_name=axis, conv_impl=m.conv_impl),
       'video_g_rec': rec[0], 'video_d_rec': rec[1],
       'video_g_pred': pred[0], 'video_d_pred': pred[1],
   }
@@ -152,9 +152,10 @@ def video_gan_modules(config, frames, bn_axis_name=None):
   m, d = config.model, config.data
   out_shape, dtype = (frames, d.crop_size, d.crop_size), jnp.dtype(m.dtype)
   kw = dict(channels=m.video_g_channels, noise_dim=m.video_noise_dim, out_shape=out_shape, dtype=dtype,
-            bn_axis_name=bn_axis_name)
+            bn_axis_name=bn_axis_name, conv_impl=m.conv_impl)
   if m.video_gan == 'dense':
-    return (video_gan.VideoGenerator(**kw), video_gan.VideoDiscriminator(channels=m.video_d_channels, dtype=dtype))
+    return (video_gan.VideoGenerator(**kw),
+            video_gan.VideoDiscriminator(channels=m.video_d_channels, dtype=dtype, conv_impl=m.conv_impl))
   if m.video_gan != 'tgan2':
     raise ValueError(f'config.model.video_gan: unknown {m.video_gan!r}; choose {" | ".join(VIDEO_GANS)}')
   try:
@@ -162,7 +163,8 @@ def video_gan_modules(config, frames, bn_axis_name=None):
   except ValueError as e:
     raise ValueError(f'config.model.video_gan_levels={m.video_gan_levels}: {e}') from None
   return (tgan2.TGAN2Generator(levels=m.video_gan_levels, **kw),
-          tgan2.MultiLevelDiscriminator(channels=m.video_d_channels, levels=m.video_gan_levels, dtype=dtype))
+          tgan2.MultiLevelDiscriminator(channels=m.video_d_channels, levels=m.video_gan_levels, dtype=dtype,
+                                        conv_impl=m.conv_impl))
 
 
 def _pose_g_output(out):
