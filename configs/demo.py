@@ -4,7 +4,7 @@ Variants: `configs/demo.py` (the full demo), `:quick` (joint stage only, 2 steps
 only: the pipeline check of the tests and the Colab notebook). The research evidence comes from the study
 (configs/study.py, docs/study.md). Widths, clip length (4 frames at stride 4) and resolution (32x32 crops of 40x40 frames) are
 scaled down from the paper's recipe; the pipeline, losses, schedule shape (branches separately, then jointly)
-and evaluation protocol are the paper's. Timings: docs/performance.md ("The CPU demo").
+and evaluation protocol are the paper's. Timings: docs/performance.md ("The CPU demo, the study and the tests").
 """
 from configs import base
 from csvr_jax import config_variants
