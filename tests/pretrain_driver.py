@@ -17,6 +17,7 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import pretrain_fixtures as fx  # pylint: disable=g-import-not-at-top,wrong-import-position
 from csvr_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -59,6 +60,7 @@ def main():
     assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.device_count())
   else:
     c.logging.image_every_steps = 1000  # (image logging is covered in-process; here it would only add compiles)
+  c.evals = ConfigDict()  # training steps only: the evaluators are covered in-process (tests/test_pretext.py)
   loader, _ = pretrain.make_loader(c)
   it = iter(loader)
   if MODE == 'kill':

@@ -115,6 +115,19 @@ def test_jobs_start_with_one_of_each_method_and_every_job_is_listed_once():
   assert jobs.job_cost(config, 'CSVR') > jobs.job_cost(config, 'Context only') > jobs.job_cost(config, 'Random init')
 
 
+def test_a_method_still_compiling_in_one_process_does_not_start_in_another():
+  from csvr_jax.study import run  # pylint: disable=g-import-not-at-top
+  order = jobs.all_jobs(study_config.get_config())
+  first, later_csvr, context = order[0], order[4], order[1]
+  assert first.method == later_csvr.method == 'CSVR' != context.method
+  pending = order[1:]
+  assert run.next_job(pending, [first], set()) == context  # CSVR is compiling: another method's job goes first
+  only_csvr = [j for j in order[4:] if j.method == 'CSVR']
+  assert run.next_job(only_csvr, [first], set()) == later_csvr  # only CSVR jobs left: start one, not idle
+  assert run.next_job(order[4:], [context], {'CSVR'}) == later_csvr  # CSVR finished once: its programs are cached
+  assert run.next_job(order[4:], [order[5]], {'CSVR'}) == later_csvr
+
+
 def test_every_method_gets_the_same_pretraining_budget():
   from csvr_jax import experiment  # pylint: disable=g-import-not-at-top
   from csvr_jax.train import schedule  # pylint: disable=g-import-not-at-top
@@ -195,11 +208,14 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
   assert again['study']['datasets'] == study['datasets']
 
   # The same jobs from scratch in another workdir: identical numbers. Jobs are independent of each other (own
-  # seed, data order and workdir), so one dataset's half of the command (every method) checks it at half the cost.
-  _, repeat = _run_quick(tmp_path / 'b', data_dir, "--config.study.datasets={'motion': 0.0}")
+  # seed, data order and workdir), so one job checks it: CSVR on one dataset, the job that runs every branch and
+  # every evaluation (the other methods' jobs run subsets of the same code).
+  _, repeat = _run_quick(tmp_path / 'b', data_dir, "--config.study.datasets={'motion': 0.0}",
+                         "--config.study.methods=('CSVR',)")
   assert list(repeat['study']['datasets']) == ['motion']
-  assert repeat['study']['datasets']['motion'] == study['datasets']['motion']
-  assert repeat['study']['targets'] == [t for t in study['targets'] if t['dataset'] == 'motion']
+  rows = repeat['study']['datasets']['motion']['rows']
+  assert {name.split(',')[0] for name in rows} == {'CSVR'} and len(rows) == 3
+  assert rows == {name: study['datasets']['motion']['rows'][name] for name in rows}
 
   run = tmp_path / 'a' / 'motion' / 'seed0' / 'pretrain_csvr'  # the diagnosis of a CSVR run (docs/study.md)
   r = subprocess.run([sys.executable, '-m', 'csvr_jax.study.diagnose', '--config=configs/study.py:quick',

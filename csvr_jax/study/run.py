@@ -4,7 +4,8 @@
 
 1. The SynthActions variants of config.study.datasets (datasets.py), generated and built on first use.
 2. Every job (dataset x seed x method, jobs.py) that is not finished, in config.study.processes processes (the
-   costliest first; a process takes the next job when it is free). Each job's output goes to
+   costliest first; a process takes the next job when it is free, except one whose method is still compiling
+   its programs in another process: `next_job`). Each job's output goes to
    workdir/logs/<dataset>_seed<k>_<method>.log; the console gets one line per started and finished job, with the
    elapsed time and an ETA from the jobs' estimated costs. The processes share a persistent compile cache
    (<study.data_dir>/jax_cache): every seed and dataset runs the same programs, so each compiles once per machine.
@@ -82,8 +83,37 @@ def init_worker(cache_dir):
   demo.enable_compilation_cache(cache_dir)
 
 
+def next_job(pending, running, finished_methods):
+  """The job to start next: the first of `pending` (jobs.all_jobs' order) whose method has finished a job in this
+  run (its programs are in the shared compile cache) or has none running. A later job of a method whose first job
+  is still running would compile the same programs beside it; it waits while other methods' jobs can run, and
+  starts anyway when nothing else is left (better than leaving a process idle)."""
+  busy = {j.method for j in running}
+  return next((j for j in pending if j.method in finished_methods or j.method not in busy), pending[0])
+
+
+def _finished(pool, fn, todo, n):
+  """Yields fn(job) for every job of `todo` as it finishes, at most n at a time, started by `next_job`."""
+  import queue  # pylint: disable=g-import-not-at-top
+  results = queue.SimpleQueue()  # filled by the pool's result thread
+  pending, running, finished_methods = list(todo), [], set()
+  while pending or running:
+    while pending and len(running) < n:
+      job = next_job(pending, running, finished_methods)
+      pending.remove(job)
+      running.append(job)
+      pool.apply_async(fn, (job,), callback=results.put, error_callback=results.put)
+    result = results.get()
+    if isinstance(result, BaseException):  # (`work` catches a job's own errors: this is the pool's)
+      raise result
+    running.remove(result[0])
+    finished_methods.add(result[0].method)
+    yield result
+
+
 def run_jobs(config, todo, dataset_dirs, workdir, cache_dir):
-  """Runs `todo` (costliest first) in config.study.processes processes, printing progress and an ETA."""
+  """Runs `todo` (jobs.all_jobs' order, by `next_job`) in config.study.processes processes, printing progress and
+  an ETA."""
   import multiprocessing  # pylint: disable=g-import-not-at-top
   n = max(1, min(config.study.processes, os.cpu_count() or 1, len(todo)))
   costs = {j: jobs.job_cost(config, j.method) for j in todo}
@@ -94,7 +124,7 @@ def run_jobs(config, todo, dataset_dirs, workdir, cache_dir):
       results = map(fn, todo)
     else:  # spawn: forking a process that has started JAX is unsafe
       pool = stack.enter_context(multiprocessing.get_context('spawn').Pool(n, init_worker, (cache_dir,)))
-      results = pool.imap_unordered(fn, todo)
+      results = _finished(pool, fn, todo, n)
     for i, (job, seconds, error) in enumerate(results, 1):
       done_cost += costs[job]
       elapsed = time.time() - start
