@@ -387,6 +387,10 @@ def test_compare_pairs_rows_of_two_workdirs_by_seed_and_video(tmp_path):
   with pytest.raises(FileNotFoundError, match='no outcomes'):
     compare.compare(config, (str(tmp_path / 'a'), 'CSVR', 'fi'), (str(tmp_path / 'b'), 'Context only', 'vnet'),
                     'linear_probe')
+  with pytest.raises(SystemExit, match=r'^compare: .*seed0/outcomes/csvr_fi.json: no outcomes'):  # the CLI's line
+    compare.compare_or_exit(config, f'{tmp_path / "a"}:CSVR:fi', f'{tmp_path / "b"}:Context only:vnet', 'linear_probe')
+  assert compare.compare_or_exit(config, f'{tmp_path / "a"}:CSVR:vnet', f'{tmp_path / "b"}:Context only:vnet',
+                                 'linear_probe') == lines
 
 
 # ------------------------------------------------------------------------------------------- scenes

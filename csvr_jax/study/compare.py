@@ -76,9 +76,17 @@ def compare(config, a, b, metric):
   return lines
 
 
+def compare_or_exit(config, a, b, metric):
+  """compare(), with a missing or mismatched workdir as a one-line error (SystemExit) instead of a traceback."""
+  try:
+    return compare(config, parse_side(a), parse_side(b), metric)
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f'compare: {e}') from None
+
+
 def main(argv):
   del argv
-  for line in compare(flags.FLAGS.config, parse_side(flags.FLAGS.a), parse_side(flags.FLAGS.b), flags.FLAGS.metric):
+  for line in compare_or_exit(flags.FLAGS.config, flags.FLAGS.a, flags.FLAGS.b, flags.FLAGS.metric):
     print(line)
 
 
