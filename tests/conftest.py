@@ -1,7 +1,7 @@
 """Test setup: 8 fake CPU devices (for data-parallel code) before jax is imported anywhere, and one persistent
 compilation cache for the whole session (docs/performance.md, "The test suite's compile time"): the tests build
 the same tiny steps many times, in their own functions and in the subprocesses of the end-to-end tests, and on
-the 2-core CI machine compiling them is most of the suite's time. The controller makes the directory before
+the 2-core CI machine tracing and compiling them is most of the suite's time (the cache saves the compiles). The controller makes the directory before
 pytest-xdist starts its workers, which inherit the variable; runs that set their own cache (the demo, the study)
 keep theirs."""
 import atexit
