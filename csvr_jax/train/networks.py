@@ -12,6 +12,7 @@ the per-module signatures from the objectives:
 Noise is drawn per sample from `noise_keys` (B,) so that it does not depend on how the batch is split.
 Keyword arguments of `apply` beyond these go to the module's call.
 """
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -68,8 +69,8 @@ class Networks:
     if noise_keys is not None:
       dim = self.noise_dims[name]
       args = args + (jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(noise_keys),)
-    mutable = ['batch_stats'] if train and batch_stats else False
-    out = module.apply(variables, *args, train=train, mutable=mutable, **kwargs)
+    mutable = bool(train and batch_stats)
+    out = _traced_once(module, train, mutable)(variables, *args, **kwargs)
     if mutable:
       out, updates = out
       return _output(name, out), updates['batch_stats']
@@ -102,6 +103,19 @@ class Networks:
       video = init('video_g_' + target, f_i, z('video_g_' + target), **levels)
       init('video_d_' + target, video)
     return variables
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_once(module, train, mutable):
+  """module.apply as a nested jit, one per module definition (modules are hashable flax dataclasses).
+
+  Inside a step, a network called again on inputs of the same shapes (a discriminator on the real and on the
+  fake batch, the reconstruction and prediction GANs when their clips match) is traced once and its jaxpr, JVP and
+  transpose reused, where a plain call would be traced anew each time; XLA inlines the nested call, so the
+  compiled program is the same (docs/performance.md, "The test suite's compile time").
+  """
+  return jax.jit(lambda variables, *args, **kwargs: module.apply(
+      variables, *args, train=train, mutable=['batch_stats'] if mutable else False, **kwargs))
 
 
 def _output(name, out):
