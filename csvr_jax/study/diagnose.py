@@ -65,18 +65,17 @@ def restore_state(config, run_dir, step):
   mesh = parallel.make_mesh(config)
   nets = networks.Networks(config)
   optimizers = state_lib.make_optimizers(config, config.train.total_steps)
-  _, abstract = state_lib.create_state(nets.init, optimizers, jax.random.PRNGKey(config.seed),
-                                       parallel.replicated(mesh), parallel.compiler_options(config))
+  abstract = state_lib.abstract_state(nets.init, optimizers, jax.random.PRNGKey(config.seed), parallel.replicated(mesh))
   ckpt = checkpoint.TrainCheckpointer(run_dir, config.checkpoint.keep)
   return mesh, nets, optimizers, ckpt.restore(abstract, step=None if step < 0 else step)
 
 
-def part_gradients(config, run_dir, step, num_batches):
-  """{part: [{network: flat gradient (numpy)}, ...] per batch} at checkpoint `step` of run_dir."""
+def part_gradients(config, restored, num_batches):
+  """{part: [{network: flat gradient (numpy)}, ...] per batch} of the `restored` state (restore_state)."""
   from csvr_jax import parallel  # pylint: disable=g-import-not-at-top
   from csvr_jax.train import pretrain, schedule  # pylint: disable=g-import-not-at-top
   from csvr_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
-  mesh, nets, optimizers, state = restore_state(config, run_dir, step)
+  mesh, nets, optimizers, state = restored
   loader, _ = pretrain.make_loader(config)
   it = iter(loader)
   batches = [parallel.host_to_global(next(it), mesh) for _ in range(num_batches)]
@@ -88,11 +87,13 @@ def part_gradients(config, run_dir, step, num_batches):
     stage = schedule.Stage(part, 0, 1, losses, tuple(sorted(schedule.networks_used(losses))))
     fns = steps_lib.StepFns(nets, config, stage, optimizers, mesh)
     wanted = [n for n in ('vnet', 'pose_g') if n in stage.g_names]
-    out[part] = []
-    for batch in batches:
-      g, _ = fns.grads_fn['alternating'](state, batch)
-      out[part].append({n: np.asarray(jax.device_get(flat(g[n]))) for n in wanted})
-  return out, int(state.step)
+    # The generator side's gradient of L (what the alternating update's g_step descends); D's is not needed.
+    grads = jax.jit(parallel.data_parallel(lambda s, b: fns.g_grads(s, b, wanted)[0], mesh,  # pylint: disable=cell-var-from-loop
+                                           (parallel.REPLICATED, parallel.BATCH), parallel.REPLICATED),
+                    compiler_options=parallel.compiler_options(config))
+    out[part] = [{n: np.asarray(jax.device_get(flat(g[n]))) for n in wanted}
+                 for g in (grads(state, batch) for batch in batches)]
+  return out
 
 
 def summarize(grads):
@@ -166,10 +167,11 @@ def split_pose_error(samples, target, conf):
           'count': float(np.sum(w))}
 
 
-def pose_error_split(config, run_dir, step, num_samples):
-  """{'sample', 'mean', 'spread': MSE x100, and each '/repeat_last'} on the pretext metric's held-out clips."""
+def pose_error_split(config, restored, num_samples):
+  """{'sample', 'mean', 'spread': MSE x100, and each '/repeat_last'} on the pretext metric's held-out clips, for
+  the `restored` state (restore_state)."""
   from csvr_jax.train import pretext  # pylint: disable=g-import-not-at-top
-  _, nets, _, state = restore_state(config, run_dir, step)
+  _, nets, _, state = restored
   batches = pretext.load_held_out(config)  # the pretext metric's clips and views
   params, stats = state.params['pose_g'], state.batch_stats['pose_g']
 
@@ -215,8 +217,12 @@ def main(argv):
   config.loss.branches = tuple(saved['loss']['branches'])
   config.seed = int(saved['seed'])
   report = {}
+  needs_state = FLAGS.batches > 0 or (FLAGS.pose_samples > 0 and 'pose' in config.loss.branches)
+  restored = restore_state(config, FLAGS.run, step) if needs_state else None
+  if restored:
+    step = int(restored[-1].step)
   if FLAGS.batches > 0:
-    grads, step = part_gradients(config, FLAGS.run, step, FLAGS.batches)
+    grads = part_gradients(config, restored, FLAGS.batches)
     report = summarize(grads)
     for network, entry in report.items():
       print(f'step {step} {network}: ' + ', '.join(f'{k} {v:.4g}' for k, v in entry.items()))
@@ -227,7 +233,7 @@ def main(argv):
     print(f'export fi: pose share of pooled f_i {fi["fi_pose_share"]:.4g}, mean gate M {fi["gate_mean"]:.4g}; '
           f'std over clips of the pooled (1 - M) beta_d {fi["beta_term_std"]:.4g} against f_i {fi["fi_std"]:.4g}')
   if FLAGS.pose_samples > 0 and 'pose' in config.loss.branches:
-    report['pose'] = pose_error_split(config, FLAGS.run, step, FLAGS.pose_samples)
+    report['pose'] = pose_error_split(config, restored, FLAGS.pose_samples)
     p = report['pose']
     print(f'pose MSE x100 on held-out clips (repeat-last {p["pose_repeat_last"]:.4g}): one sample '
           f'{p["pose_sample"]:.4g} ({p["pose_sample/repeat_last"]:.3g}x) = mean of {FLAGS.pose_samples} samples '

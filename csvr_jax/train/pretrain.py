@@ -66,9 +66,17 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
   optimizers = state_lib.make_optimizers(config, total_steps)
   stages = schedule.resolve_stages(config, total_steps, steps_per_epoch)
 
-  # ------------------------------------------------------------------------------------ state
-  state, abstract = state_lib.create_state(init_variables or nets.init, optimizers, jax.random.PRNGKey(config.seed),
-                                           parallel.replicated(mesh), parallel.compiler_options(config))
+  # --------------------------------------------------------------- state (fresh, or restored)
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = checkpoint.TrainCheckpointer(workdir, config.checkpoint.keep)
+  init_args = (init_variables or nets.init, optimizers, jax.random.PRNGKey(config.seed), parallel.replicated(mesh))
+  if ckpt.latest_step() is not None:  # resuming: the checkpoint's arrays, restored into the state's shapes
+    state = ckpt.restore(state_lib.abstract_state(*init_args), data_iter,
+                         resume_data_order=config.checkpoint.resume_data_order, config=config)
+    if is_main:
+      print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
+  else:
+    state, _ = state_lib.create_state(*init_args, parallel.compiler_options(config))
   if is_main:
     sizes = state_lib.count_params(state.params)
     print(f'pretrain: {total_steps} steps, global batch {config.train.batch_size} on {jax.device_count()} '
@@ -82,15 +90,6 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
     if stage.name not in step_fns:  # one StepFns (one compile of each step) per stage
       step_fns[stage.name] = steps_lib.StepFns(nets, config, stage, optimizers, mesh)
     return step_fns[stage.name]
-
-  # ---------------------------------------------------------------------------------- restore
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = checkpoint.TrainCheckpointer(workdir, config.checkpoint.keep)
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(abstract, data_iter, resume_data_order=config.checkpoint.resume_data_order,
-                         config=config)
-    if is_main:
-      print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
 
   # ------------------------------------------------------------------------------------ evals
   evals = evaluators.build(config, workdir)

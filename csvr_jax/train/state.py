@@ -86,6 +86,32 @@ def global_norm(tree):
   return optax.global_norm(tree) if jax.tree.leaves(tree) else jnp.zeros((), jnp.float32)
 
 
+def _init_fn(init_variables, optimizers):
+  """rng -> the initial TrainState (traceable)."""
+  def init(rng):
+    init_key, run_key = jax.random.split(rng)
+    variables = init_variables(init_prng.init_key(init_key))  # a key of the hash PRNG: ~2x faster compile
+    params = {k: v['params'] for k, v in variables.items()}
+    batch_stats = {k: v.get('batch_stats', {}) for k, v in variables.items()}
+    opt_state = {k: optimizers[k][0].init(params[k]) for k in params}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=opt_state, rng=run_key)
+  return init
+
+
+def _with_shardings(abstract, sharding):
+  if sharding is None:
+    return abstract
+  shardings = parallel.replicated_like(abstract, sharding.mesh)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
+
+
+def abstract_state(init_variables, optimizers, rng, sharding=None):
+  """The TrainState's ShapeDtypeStructs as create_state returns them, by abstract evaluation alone (no compile,
+  no arrays): the restore target of a run that resumes from a checkpoint."""
+  return _with_shardings(jax.eval_shape(_init_fn(init_variables, optimizers), rng), sharding)
+
+
 def create_state(init_variables, optimizers, rng, sharding=None, compiler_options=None):
   """Builds the TrainState; shapes come from `jax.eval_shape`, arrays are created in place with `sharding`.
 
@@ -98,16 +124,8 @@ def create_state(init_variables, optimizers, rng, sharding=None, compiler_option
   Returns:
     (state, abstract_state): the second with ShapeDtypeStructs, the restore target for checkpoints.
   """
-  def init(rng):
-    init_key, run_key = jax.random.split(rng)
-    variables = init_variables(init_prng.init_key(init_key))  # a key of the hash PRNG: ~2x faster compile
-    params = {k: v['params'] for k, v in variables.items()}
-    batch_stats = {k: v.get('batch_stats', {}) for k, v in variables.items()}
-    opt_state = {k: optimizers[k][0].init(params[k]) for k in params}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                      opt_state=opt_state, rng=run_key)
-
-  abstract = jax.eval_shape(init, rng)
+  init = _init_fn(init_variables, optimizers)
+  abstract = jax.eval_shape(init, rng)  # (jit below reuses this trace: same function, same input types)
   out_shardings = None if sharding is None else parallel.replicated_like(abstract, sharding.mesh)
   state = jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)(rng)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
