@@ -144,7 +144,11 @@ def sample_keys(key, local_batch, axis_name=DATA):
 
 def enable_compilation_cache(cache_dir, min_compile_time_secs=1.0):
   """JAX's persistent compilation cache (and, on GPU, XLA's autotune results with it) in `cache_dir`: a restarted
-  run, or the next method of the demo with the same shapes, reads its programs instead of compiling them."""
+  run, or the next method of the demo with the same shapes, reads its programs instead of compiling them.
+  A JAX_COMPILATION_CACHE_DIR set in the environment wins (with its own JAX_PERSISTENT_CACHE_* settings): one
+  cache shared by every run of a session, as the test suite does (tests/conftest.py)."""
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    return
   jax.config.update('jax_compilation_cache_dir', os.path.abspath(cache_dir))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', min_compile_time_secs)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

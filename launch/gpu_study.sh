@@ -39,6 +39,7 @@ if [ -n "${STUDY_ARGS+set}" ]; then eval "ARGS=($STUDY_ARGS)"; else ARGS=("${DEF
 START=$(date +%s)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+unset JAX_COMPILATION_CACHE_DIR  # the study's own cache, $DATA_DIR/jax_cache: returned as jax_cache.tgz
 . launch/device_wheels.sh
 install_wheels "${WHEELS:-.whl}"
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; nproc;

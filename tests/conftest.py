@@ -2,8 +2,9 @@
 compilation cache for the whole session (docs/performance.md, "The test suite's compile time"): the tests build
 the same tiny steps many times, in their own functions and in the subprocesses of the end-to-end tests, and on
 the 2-core CI machine tracing and compiling them is most of the suite's time (the cache saves the compiles). The controller makes the directory before
-pytest-xdist starts its workers, which inherit the variable; runs that set their own cache (the demo, the study)
-keep theirs."""
+pytest-xdist starts its workers, which inherit the variable; the demo, the study and its tools use it too in
+place of their own (parallel.enable_compilation_cache), so the notebook's quick demo reads the programs the quick
+study compiled, or the other way round."""
 import atexit
 import os
 import shutil

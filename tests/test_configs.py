@@ -99,10 +99,15 @@ def test_compilation_cache_dir_is_under_the_workdir_and_off_when_empty(monkeypat
   from csvr_jax import main
   calls = {}
   monkeypatch.setattr(jax.config, 'update', lambda k, v: calls.__setitem__(k, v))
+  monkeypatch.delenv('JAX_COMPILATION_CACHE_DIR', raising=False)
   main.enable_compilation_cache('', str(tmp_path))
   assert not calls
   main.enable_compilation_cache('jax_cache', str(tmp_path))
   assert calls['jax_compilation_cache_dir'] == str(tmp_path / 'jax_cache')
+  calls.clear()  # a cache named in the environment wins (one cache for every run of a session)
+  monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', str(tmp_path / 'session'))
+  main.enable_compilation_cache('jax_cache', str(tmp_path))
+  assert not calls
 
 
 @pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)

@@ -26,8 +26,7 @@ TIMEOUT = 900
 
 @pytest.fixture(scope='module')
 def env_and_data(tmp_path_factory):
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0', JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0', JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
   env.pop('XLA_FLAGS', None)
   return env, fx.write_toy_dataset(tmp_path_factory.mktemp('toy'))
 
