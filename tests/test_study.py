@@ -126,6 +126,9 @@ def test_a_method_still_compiling_in_one_process_does_not_start_in_another():
   assert run.next_job(only_csvr, [first], set()) == later_csvr  # only CSVR jobs left: start one, not idle
   assert run.next_job(order[4:], [context], {'CSVR'}) == later_csvr  # CSVR finished once: its programs are cached
   assert run.next_job(order[4:], [order[5]], {'CSVR'}) == later_csvr
+  # A process that has run a method takes that method's next job (its traces are in memory), before the order.
+  assert run.next_job(order[4:], [], {'CSVR', 'Context only'}, warm={'Context only'}).method == 'Context only'
+  assert run.next_job(order[4:], [], set(), warm={'Nothing left'}) == later_csvr
 
 
 def test_every_method_gets_the_same_pretraining_budget():
