@@ -40,6 +40,29 @@ def test_bad_crop_is_one_line():
 
 
 
+def test_apply_traces_a_network_definition_once_and_passes_flags_as_python_values(engine):
+  """Networks.apply runs each module definition as one nested jit: the reconstruction and prediction
+  discriminators (one definition) on inputs of one shape share a single trace; a non-array keyword (a flag the
+  module branches on) reaches the module as itself, not as a traced value."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  c, nets, init = engine
+  variables = init(None)
+  assert nets.modules['video_d_rec'] == nets.modules['video_d_pred']
+  clip = np.zeros((2, c.data.clip_len, c.data.crop_size, c.data.crop_size, 3), np.float32)
+  for name in ('video_d_rec', 'video_d_pred'):
+    nets.apply(name, variables[name]['params'], {}, clip, train=False)
+  assert networks._traced_once(nets.modules['video_d_rec'], False, False, ())._cache_size() == 1  # pylint: disable=protected-access
+
+  class Doubles(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False, double=False):
+      return 2 * x if double else x
+  flagged = networks.Networks(c)
+  flagged.modules['doubles'] = Doubles()
+  assert float(flagged.apply('doubles', {}, {}, np.ones(1, np.float32), train=False, double=True)[0][0]) == 2.0
+  assert float(flagged.apply('doubles', {}, {}, np.ones(1, np.float32), train=False, double=False)[0][0]) == 1.0
+
+
 def test_conv_impl_reaches_the_v_network_and_keeps_its_parameters():
   """model.conv_impl (fold_s2d in the GPU recipes) builds the same parameter tree as the default 'fold'."""
   c, pad8 = fx.tiny_config(), fx.tiny_config()

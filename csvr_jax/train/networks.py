@@ -70,7 +70,9 @@ class Networks:
       dim = self.noise_dims[name]
       args = args + (jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(noise_keys),)
     mutable = bool(train and batch_stats)
-    out = _traced_once(module, train, mutable)(variables, *args, **kwargs)
+    arrays = {k: v for k, v in kwargs.items() if hasattr(v, 'shape')}
+    options = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))  # flags: static, not traced
+    out = _traced_once(module, train, mutable, options)(variables, *args, **arrays)
     if mutable:
       out, updates = out
       return _output(name, out), updates['batch_stats']
@@ -106,16 +108,17 @@ class Networks:
 
 
 @functools.lru_cache(maxsize=None)
-def _traced_once(module, train, mutable):
-  """module.apply as a nested jit, one per module definition (modules are hashable flax dataclasses).
+def _traced_once(module, train, mutable, options=()):
+  """module.apply as a nested jit, one per module definition (modules are hashable flax dataclasses) and set of
+  non-array keyword arguments (`options`, passed as they are).
 
   Inside a step, a network called again on inputs of the same shapes (a discriminator on the real and on the
   fake batch, the reconstruction and prediction GANs when their clips match) is traced once and its jaxpr, JVP and
   transpose reused, where a plain call would be traced anew each time; XLA inlines the nested call, so the
   compiled program is the same (docs/performance.md, "The test suite's compile time").
   """
-  return jax.jit(lambda variables, *args, **kwargs: module.apply(
-      variables, *args, train=train, mutable=['batch_stats'] if mutable else False, **kwargs))
+  return jax.jit(lambda variables, *args, **arrays: module.apply(
+      variables, *args, train=train, mutable=['batch_stats'] if mutable else False, **dict(options), **arrays))
 
 
 def _output(name, out):
