@@ -21,6 +21,9 @@ def tiny_config(dataset_dir=''):
   c.model.pose_channels, c.model.pose_noise_dim = 4, 4
   c.model.video_g_channels, c.model.video_d_channels, c.model.video_noise_dim = 4, 2, 4
   c.model.video_gan = 'dense'  # the engine tests' video branch (tests/test_tgan2.py covers 'tgan2')
+  # The CPU configs' convolutions (configs/demo.py): XLA:CPU runs this joint step ~3x faster than with base's
+  # 'fold' (0.6 vs 2.6 s on the CI machine), for the same parameters (tests/test_backbones.py checks the impls).
+  c.model.conv_impl = 'fold_taps'
   c.data.update(dataset_dir=dataset_dir, clip_len=4, future_len=4, stride=1, crop_size=32, short_side=40,
                 max_iframes=2, iframe_margin=1, num_workers=0, blur_sigma=(0.1, 0.5))
   c.train.batch_size = 8

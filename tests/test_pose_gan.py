@@ -45,8 +45,8 @@ def test_residual_generator_starts_at_the_last_observed_pose_and_learns_a_displa
   p_in, valid, z = _inputs()
   valid = valid.at[0, :, 3].set(False).at[1].set(False)  # a joint never seen; a person never seen
   g = pose_gan.PoseGenerator(channels=4, noise_dim=4, out_len=5, output='residual')
-  variables = g.init(jax.random.PRNGKey(0), p_in, valid, z)
-  p_gen, _ = g.apply(variables, p_in, valid, z)
+  variables = jax.jit(g.init)(jax.random.PRNGKey(0), p_in, valid, z)  # one program, not one per op (seconds)
+  p_gen, _ = jax.jit(g.apply)(variables, p_in, valid, z)
   last = np.asarray(p_in).reshape(B, T, N, 2)
   want = np.zeros((B, N, 2), np.float32)
   for b in range(B):  # loops: each joint's last valid position, else the mean of the valid joints, else 0.5
@@ -57,7 +57,7 @@ def test_residual_generator_starts_at_the_last_observed_pose_and_learns_a_displa
       want[b, j] = last[b, seen[-1], j] if len(seen) else person
   np.testing.assert_allclose(p_gen, np.broadcast_to(want.reshape(B, 1, 2 * N), (B, 5, 2 * N)), rtol=1e-6)
   # The zero-initialised last convolution still gets a gradient: training moves off repeat-last.
-  grads = jax.grad(lambda p: jnp.sum(g.apply({**variables, 'params': p}, p_in, valid, z)[0] ** 2))(
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(g.apply({**variables, 'params': p}, p_in, valid, z)[0] ** 2)))(
       variables['params'])
   assert np.abs(np.asarray(grads['out']['kernel'])).max() > 0
 

@@ -64,7 +64,7 @@ def test_apply_traces_a_network_definition_once_and_passes_flags_as_python_value
 
 
 def test_conv_impl_reaches_the_v_network_and_keeps_its_parameters():
-  """model.conv_impl (fold_s2d in the GPU recipes) builds the same parameter tree as the default 'fold'."""
+  """model.conv_impl (fold_s2d in the GPU recipes) builds the same parameter tree as the CPU configs' 'fold_taps'."""
   c, pad8 = fx.tiny_config(), fx.tiny_config()
   pad8.model.conv_impl = 'fold_s2d'
   assert networks.Networks(pad8).modules['vnet'].conv_impl == 'fold_s2d'
