@@ -168,6 +168,26 @@ def test_a_workdir_refuses_jobs_with_other_outcome_settings_and_takes_more_jobs(
     run.check_settings(moved, str(tmp_path))
 
 
+def fake_job(job):
+  """A study job for the process tests (module level: the spawned processes unpickle it): 'dies' kills its
+  process the way the kernel's OOM killer would, anything else returns at once."""
+  if job.method == 'dies':
+    os._exit(3)  # pylint: disable=protected-access
+  return job, 0.0, None
+
+
+def test_study_processes_run_every_job_and_a_dead_process_fails_only_its_own():
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  from csvr_jax.study import run  # pylint: disable=g-import-not-at-top
+  todo = [jobs.Job('motion', seed, method) for seed, method in enumerate(('a', 'dies', 'a', 'b', 'a', 'b'))]
+  results = list(run._finished(fake_job, todo, 2, os.environ.get('JAX_COMPILATION_CACHE_DIR')))  # pylint: disable=protected-access
+  assert sorted(j for j, _, _ in results) == sorted(todo)  # each job once, the dead one included
+  errors = {j.method: e for j, _, e in results if e}
+  assert list(errors) == ['dies'] and errors['dies'].startswith('its study process (pid ')
+  assert errors['dies'].endswith('died with exit code 3')
+  assert not multiprocessing.active_children()  # the replacement and the other process are gone too
+
+
 def test_a_failed_job_is_named_in_one_line_and_its_log_holds_the_traceback(tmp_path):
   from csvr_jax.study import run  # pylint: disable=g-import-not-at-top
   job = jobs.Job('motion', 0, 'No such method')
@@ -191,8 +211,10 @@ def _run_quick(workdir, data_dir, *extra):
 
 def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
   data_dir = tmp_path / 'data'
-  out, first = _run_quick(tmp_path / 'a', data_dir)
-  assert '8 jobs, 0 already done, 8 to run' in out and 'ETA' in out
+  # One process: the study's processes run in test_study_processes_...; here a second one would only take the
+  # other xdist worker's core (the suite's CPU time is the bound on the 2-core CI machine).
+  out, first = _run_quick(tmp_path / 'a', data_dir, '--config.study.processes=1')
+  assert '8 jobs, 0 already done, 8 to run in 1 processes' in out and 'ETA' in out
   study = first['study']
   assert set(study['datasets']) == {'scene', 'motion'}
   for ds in study['datasets'].values():
