@@ -235,13 +235,14 @@ def test_quick_study_runs_resumes_and_repeats_exactly(tmp_path):
 
   # The same jobs from scratch in another workdir: identical numbers. Jobs are independent of each other (own
   # seed, data order and workdir), so one job checks it: CSVR on one dataset, the job that runs every branch and
-  # every evaluation (the other methods' jobs run subsets of the same code).
-  _, repeat = _run_quick(tmp_path / 'b', data_dir, "--config.study.datasets={'motion': 0.0}",
+  # every evaluation (the other methods' jobs run subsets of the same code). The scene one: in the first run it
+  # ran on the programs the motion jobs had traced (csvr_jax/train/shared_programs.py), here in a fresh process.
+  _, repeat = _run_quick(tmp_path / 'b', data_dir, "--config.study.datasets={'scene': 0.5}",
                          "--config.study.methods=('CSVR',)")
-  assert list(repeat['study']['datasets']) == ['motion']
-  rows = repeat['study']['datasets']['motion']['rows']
+  assert list(repeat['study']['datasets']) == ['scene']
+  rows = repeat['study']['datasets']['scene']['rows']
   assert {name.split(',')[0] for name in rows} == {'CSVR'} and len(rows) == 3
-  assert rows == {name: study['datasets']['motion']['rows'][name] for name in rows}
+  assert rows == {name: study['datasets']['scene']['rows'][name] for name in rows}
 
   run = tmp_path / 'a' / 'motion' / 'seed0' / 'pretrain_csvr'  # the diagnosis of a CSVR run (docs/study.md)
   r = subprocess.run([sys.executable, '-m', 'csvr_jax.study.diagnose', '--config=configs/study.py:quick',

@@ -43,10 +43,24 @@ __all__ = ['retrieval_recall', 'knn_accuracy', 'fit_linear_probe', 'fit_linear_p
 
 # ------------------------------------------------------------------ features
 
-@functools.lru_cache(maxsize=8)
 def _feature_step(apply_fn, mesh, mean, std, fast_compile=False):
   """jitted (variables, {'clip': uint8 (B, T, S, S, 3), poses...} split on 'data') -> (B, C) float32 pooled
-  features; apply_fn(variables, clip, **poses, train=False) (downstream.call_args)."""
+  features; apply_fn(variables, clip, **poses, train=False) (downstream.call_args). One per process for equal
+  models: a bound method (a flax module's `apply`) is cached by its module, which compares by its fields (bound
+  methods compare by the identity of theirs, so every run's new module would trace and compile again)."""
+  module = getattr(apply_fn, '__self__', None)
+  if module is not None and getattr(type(module), '__hash__', None) is not None:
+    return _module_feature_step(module, apply_fn.__func__, mesh, mean, std, fast_compile)
+  return _jit_feature_step(apply_fn, mesh, mean, std, fast_compile)
+
+
+@functools.lru_cache(maxsize=8)
+def _module_feature_step(module, func, mesh, mean, std, fast_compile):
+  return _jit_feature_step(functools.partial(func, module), mesh, mean, std, fast_compile)
+
+
+@functools.lru_cache(maxsize=8)
+def _jit_feature_step(apply_fn, mesh, mean, std, fast_compile):
   def local(variables, inputs):
     x, poses = downstream.call_args(inputs, lambda clips: augment.normalize(clips, mean, std))
     return apply_fn(variables, x, **poses, train=False)['pooled'].astype(jnp.float32)

@@ -43,6 +43,7 @@ from csvr_jax.models import heads
 from csvr_jax.train import backbone_init
 from csvr_jax.train import evaluate
 from csvr_jax.train import loop
+from csvr_jax.train import shared_programs
 from csvr_jax.train import state as state_lib
 
 FINETUNE_DIR = 'finetune'
@@ -222,7 +223,8 @@ def train(config, workdir):
   state = create_state(config, model_vars, classifier, feature_dim(config, model, model_vars), tx, mesh)
 
   # ---------------------------------------------------------------- step
-  p_step = jit_train_step(config, model, classifier, tx, lr_fn, mesh)
+  p_step = shared_programs.shared('finetune_step', config, steps, model, classifier, mesh,
+                                  build=lambda: jit_train_step(config, model, classifier, tx, lr_fn, mesh))
 
   # ---------------------------------------------------------------- restore
   ft_dir = run_dir(config, workdir)

@@ -66,6 +66,7 @@ from csvr_jax.models import pose_gan
 from csvr_jax.train import networks
 from csvr_jax.train import objectives
 from csvr_jax.train import schedule
+from csvr_jax.train import shared_programs
 
 IS_METRICS = ('video_{}/inception_score', 'video_{}/real_inception_score')
 
@@ -258,6 +259,16 @@ def batch_statistics(params, batch_stats, classifier_vars, batch, key, *, nets, 
   return {k: gather(v) for k, v in out.items()}
 
 
+def jit_statistics(config, stage, classifier, mesh):
+  """batch_statistics jitted over `mesh`: (params, batch_stats, classifier variables, global held-out batch, key)
+  -> replicated statistics. config: with the held-out data section (held_out_data_config)."""
+  fn = functools.partial(batch_statistics, nets=networks.Networks(config), config=config, stage=stage,
+                         classifier=classifier)
+  rep = parallel.REPLICATED
+  return jax.jit(parallel.data_parallel(fn, mesh, (rep, rep, rep, parallel.BATCH, rep), rep),
+                 compiler_options=parallel.compiler_options(config))
+
+
 def summarize(stats, batch_size):
   """Host statistics of all held-out batches ({name: [per-batch arrays]}) -> the metrics (module docstring)."""
   cat = lambda k: np.concatenate([np.reshape(x, (-1,) + np.shape(x)[1:]) for x in stats[k]])
@@ -305,11 +316,10 @@ class PretextEvaluator:
           self.notes[name.format(t)] = ('absent: no IS classifier (config.eval.pretext_classifier is empty; train '
                                         'one with --mode=finetune from random init, see csvr_jax/train/pretext.py)')
     self.classifier_vars = parallel.replicate(jax.device_get(classifier_vars), self.mesh)
-    fn = functools.partial(batch_statistics, nets=networks.Networks(config), config=self.config, stage=self.stage,
-                           classifier=self.classifier)
-    rep = parallel.REPLICATED
-    self._fn = jax.jit(parallel.data_parallel(fn, self.mesh, (rep, rep, rep, parallel.BATCH, rep), rep),
-                       compiler_options=parallel.compiler_options(config))
+    # Shared by the evaluators of runs with the same settings (shared_programs.py); the IS classifier comes from
+    # config.eval.pretext_classifier, one of them.
+    self._fn = shared_programs.shared('pretext', config, self.mesh,
+                                      build=lambda: jit_statistics(self.config, self.stage, self.classifier, self.mesh))
 
   def __call__(self, params, batch_stats):
     """Every network's params and batch_stats (name -> tree) -> {metric: float}. A collective: every process."""

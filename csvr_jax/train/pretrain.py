@@ -5,6 +5,7 @@ A run restarted with the same workdir resumes from its latest checkpoint (train 
 SIGTERM saves and exits; a NaN/Inf loss stops with a message naming the loss and the step before anything
 non-finite is saved.
 """
+import json
 import os
 
 import jax
@@ -17,8 +18,35 @@ from csvr_jax.train import evaluators
 from csvr_jax.train import loop
 from csvr_jax.train import networks
 from csvr_jax.train import schedule
+from csvr_jax.train import shared_programs
 from csvr_jax.train import state as state_lib
 from csvr_jax.train import steps as steps_lib
+
+
+class RunPrograms:
+  """What a pretraining run traces and compiles: the networks, the optimizers, the jitted initial state and each
+  stage's StepFns. Runs of one process with the same settings share one (shared_programs.py)."""
+
+  def __init__(self, config, mesh, total_steps):
+    self.config, self.mesh = config, mesh
+    self.nets = networks.Networks(config)
+    self.optimizers = state_lib.make_optimizers(config, total_steps)
+    self._step_fns, self._init = {}, None
+
+  def step_fns(self, stage):
+    """The stage's StepFns, built (and each step compiled) once."""
+    key = (stage.name, stage.start, stage.end, json.dumps(stage.losses, sort_keys=True, default=list),
+           stage.trainable)
+    if key not in self._step_fns:
+      self._step_fns[key] = steps_lib.StepFns(self.nets, self.config, stage, self.optimizers, self.mesh)
+    return self._step_fns[key]
+
+  def init(self, rng):
+    """(jitted rng -> TrainState from the networks' own initialisers, its abstract state): state_lib.jit_init."""
+    if self._init is None:
+      self._init = state_lib.jit_init(self.nets.init, self.optimizers, rng, parallel.replicated(self.mesh),
+                                      parallel.compiler_options(self.config))
+    return self._init
 
 def total_steps_of(config, dataset_size):
   """config.train.total_steps, or epochs over the training split at the global batch."""
@@ -62,21 +90,26 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
   is_main = jax.process_index() == 0
 
   # ------------------------------------------------------------------------- model/optimizer
-  nets = networks.Networks(config)
-  optimizers = state_lib.make_optimizers(config, total_steps)
+  programs = shared_programs.shared('pretrain', config, mesh, total_steps,
+                                    build=lambda: RunPrograms(config, mesh, total_steps))
+  optimizers = programs.optimizers
   stages = schedule.resolve_stages(config, total_steps, steps_per_epoch)
 
   # --------------------------------------------------------------- state (fresh, or restored)
   os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint.TrainCheckpointer(workdir, config.checkpoint.keep)
-  init_args = (init_variables or nets.init, optimizers, jax.random.PRNGKey(config.seed), parallel.replicated(mesh))
+  rng = jax.random.PRNGKey(config.seed)
+  if init_variables is None:
+    init, abstract = programs.init(rng)
+  else:
+    init, abstract = state_lib.jit_init(init_variables, optimizers, rng, parallel.replicated(mesh),
+                                        parallel.compiler_options(config))
   if ckpt.latest_step() is not None:  # resuming: the checkpoint's arrays, restored into the state's shapes
-    state = ckpt.restore(state_lib.abstract_state(*init_args), data_iter,
-                         resume_data_order=config.checkpoint.resume_data_order, config=config)
+    state = ckpt.restore(abstract, data_iter, resume_data_order=config.checkpoint.resume_data_order, config=config)
     if is_main:
       print(f'pretrain: resumed from step {int(state.step)} ({ckpt.directory})', flush=True)
   else:
-    state, _ = state_lib.create_state(*init_args, parallel.compiler_options(config))
+    state, _ = state_lib.state_from(init, rng)
   if is_main:
     sizes = state_lib.count_params(state.params)
     print(f'pretrain: {total_steps} steps, global batch {config.train.batch_size} on {jax.device_count()} '
@@ -87,8 +120,7 @@ def train(config, workdir, data_iter, total_steps, init_variables=None, steps_pe
   step_fns = {}
 
   def fns_for(stage):
-    if stage.name not in step_fns:  # one StepFns (one compile of each step) per stage
-      step_fns[stage.name] = steps_lib.StepFns(nets, config, stage, optimizers, mesh)
+    step_fns[stage.name] = programs.step_fns(stage)
     return step_fns[stage.name]
 
   # ------------------------------------------------------------------------------------ evals

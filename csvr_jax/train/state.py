@@ -112,24 +112,37 @@ def abstract_state(init_variables, optimizers, rng, sharding=None):
   return _with_shardings(jax.eval_shape(_init_fn(init_variables, optimizers), rng), sharding)
 
 
-def create_state(init_variables, optimizers, rng, sharding=None, compiler_options=None):
-  """Builds the TrainState; shapes come from `jax.eval_shape`, arrays are created in place with `sharding`.
+def jit_init(init_variables, optimizers, rng, sharding=None, compiler_options=None):
+  """The jitted rng -> TrainState, arrays created in place with `sharding`, and the state's ShapeDtypeStructs (with
+  their shardings: the restore target of a run that resumes from a checkpoint), by one abstract evaluation.
 
   Args:
     init_variables: key -> {network name: {'params': ..., 'batch_stats'?: ...}} (traceable); it gets a typed
       key of init_prng.HASH32 (cheap to compile, module docstring there).
     optimizers: from make_optimizers.
-    rng: uint32 (2,) raw key; split for init and for the run.
+    rng: uint32 (2,) raw key (its type only: the jitted function takes the key); split for init and for the run.
     sharding: where the state lives (replicated NamedSharding for data parallelism), or None.
-  Returns:
-    (state, abstract_state): the second with ShapeDtypeStructs, the restore target for checkpoints.
   """
   init = _init_fn(init_variables, optimizers)
-  abstract = jax.eval_shape(init, rng)  # (jit below reuses this trace: same function, same input types)
-  out_shardings = None if sharding is None else parallel.replicated_like(abstract, sharding.mesh)
-  state = jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)(rng)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-  return state, abstract
+  abstract = jax.eval_shape(init, rng)  # (the jit reuses this trace: same function, same input types)
+  if sharding is None:
+    return jax.jit(init, compiler_options=compiler_options), abstract
+  out_shardings = parallel.replicated_like(abstract, sharding.mesh)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, out_shardings)
+  return jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options), abstract
+
+
+def create_state(init_variables, optimizers, rng, sharding=None, compiler_options=None):
+  """Builds the TrainState (jit_init's arguments) -> (state, abstract_state): the second with ShapeDtypeStructs,
+  the restore target for checkpoints."""
+  init, _ = jit_init(init_variables, optimizers, rng, sharding, compiler_options)
+  return state_from(init, rng)
+
+
+def state_from(jitted_init, rng):
+  """(state, abstract_state) from jit_init's function."""
+  state = jitted_init(rng)
+  return state, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
 
 
 def count_params(params):
