@@ -1,5 +1,6 @@
-"""Elastic resume: a pretraining checkpoint written on 1 device resumes on 8 and one written on 8 resumes on 1 (one
-process each), going on with the same global batches and the same losses as the uninterrupted run; a data
+"""Resume: a pretraining process killed (-9) between checkpoints and rerun ends bitwise equal to the uninterrupted
+run. Elastic resume: a pretraining checkpoint written on 1 device resumes on 8 and one written on 8 resumes on 1
+(one process each), going on with the same global batches and the same losses as the uninterrupted run; a data
 iterator state that cannot follow (another number of data workers here, of processes in test_multiprocess.py)
 stops with a one-line error that says how to go on, and config.checkpoint.resume_data_order=False goes on."""
 import json
@@ -73,14 +74,33 @@ def _assert_same_metrics(got, want, steps, rtol, atol):
   return worst
 
 
-def test_checkpoints_resume_on_another_number_of_devices(env_and_data, tmp_path):
-  """Each resumed run is compared with the run that wrote its checkpoint and went on uninterrupted. 8 and 1
-  devices round differently (the 8 == 1 device test: ~1e-6 a step); that difference grows over the steps (up to
-  ~2e-4 relative on gradient norms 4 steps on), so the two steps after a resume are held to 2e-5, later ones
-  to 1e-3. A lost optimizer state, rng or data position moves them by percents."""
+def _flat_params(workdir):
+  state, step = checkpoint.read_checkpoint_item(str(workdir))
+  leaves = jax.tree_util.tree_flatten_with_path(state['params'])[0]
+  return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}, step
+
+
+def test_checkpoints_resume_after_kill9_and_on_another_number_of_devices(env_and_data, tmp_path):
+  """Each resumed run is compared with the run that wrote its checkpoint and went on uninterrupted: on the same
+  device count bitwise; 8 and 1 devices round differently (the 8 == 1 device test: ~1e-6 a step), and that
+  difference grows over the steps (up to ~2e-4 relative on gradient norms 4 steps on), so the two steps after a
+  resume on another device count are held to 2e-5, later ones to 1e-3. A lost optimizer state, rng or data
+  position moves them by percents."""
   env, data = env_and_data
   straight = tmp_path / 'straight_1dev'
   drive(env, 1, straight, data, STEPS)  # uninterrupted; checkpoints 2, 4, 6
+
+  # kill -9 between checkpoints 2 and 4, then the same command again: bitwise the uninterrupted run.
+  killed = drive(env, 1, tmp_path / 'killed', data, STEPS, 'kill_after_2', check=False)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path / 'killed' / 'checkpoints')) == ['2']
+  rerun = drive(env, 1, tmp_path / 'killed', data, STEPS)
+  assert 'resumed from step 2' in rerun.stdout
+  (want, want_step), (got, got_step) = _flat_params(straight), _flat_params(tmp_path / 'killed')
+  assert want_step == got_step == STEPS and want.keys() == got.keys() and len(want) > 50
+  for k in want:
+    np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+  assert _losses(tmp_path / 'killed') == _losses(straight)  # steps 1-2 from the killed run, 3-6 from the rerun
   _resume_copy(straight, tmp_path / 'to_8dev', from_step=2)
   up = drive(env, 8, tmp_path / 'to_8dev', data, STEPS)  # 1 -> 8 devices; goes on, writing checkpoints 4, 6
   _resume_copy(tmp_path / 'to_8dev', tmp_path / 'to_1dev', from_step=4)
