@@ -122,7 +122,7 @@ def test_pretrain_benchmark_times_the_library_steps():
   from csvr_jax.train import networks, schedule, state as state_lib, steps as steps_lib
   MODES = ['one_stage']
   c = tiny_config()
-  mesh = parallel.make_mesh(c)
+  mesh = parallel.make_mesh(c, jax.devices()[:1])  # the timed programs on one device, as a benchmark runs them
   nets = networks.Networks(c)
   (stage,) = schedule.resolve_stages(c, total_steps=4)
   optimizers = state_lib.make_optimizers(c, 4)

@@ -140,7 +140,7 @@ def test_dense_rendering_from_a_tgan2_trained_state():
                                                          'video_g_pred', 'video_d_pred']),)
   c.loss.video_targets = 'reconstruction'
   nets = networks.Networks(c)
-  mesh = parallel.make_mesh(c)
+  mesh = parallel.make_mesh(c, jax.devices()[:1])  # one device: the steps' device count is tested elsewhere
   opt = state_lib.make_optimizers(c, 2)
   st0, _ = state_lib.create_state(fx.fast_init(nets), opt, jax.random.PRNGKey(0), parallel.replicated(mesh))
   fns = steps_lib.StepFns(nets, c, schedule.resolve_stages(c, 2)[0], opt, mesh)
