@@ -222,19 +222,11 @@ OUTCOME_FREE_KEYS = ('study.processes', 'study.build_workers', 'study.data_dir',
 SETTINGS_FILE = 'study_settings.json'
 
 
-def _flat(tree, prefix=''):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
 def outcome_settings(config):
   """The flat settings that decide a job's outcome files (JSON values), each dataset's context included."""
-  flat = _flat(json.loads(json.dumps(config.copy_and_resolve_references().to_dict(), default=list)))
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top  # (this module starts no JAX)
+  flat = traverse_util.flatten_dict(
+      json.loads(json.dumps(config.copy_and_resolve_references().to_dict(), default=list)), sep='.')
   keep = {k: v for k, v in flat.items() if not any(k == f or k.startswith(f + '.') for f in OUTCOME_FREE_KEYS)}
   keep.update({f'study.datasets.{name}': float(c) for name, c in config.study.datasets.items()})
   return keep

@@ -14,6 +14,8 @@ host-only setting and checks that each shared program lowers to the same text.
 import collections
 import json
 
+from flax import traverse_util
+
 # Settings read on the host only (dotted prefixes): they decide which data, files and bookkeeping a run has, never
 # what its programs compute.
 HOST_ONLY_KEYS = ('seed', 'data.dataset_dir', 'data.train_split', 'data.eval_split', 'data.num_workers',
@@ -24,23 +26,13 @@ MAX_PROGRAMS = 16  # least recently used ones are dropped beyond this (a study r
 _programs = collections.OrderedDict()
 
 
-def _flat(tree, prefix=''):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
 def is_host_only(key):
   return any(key == h or key.startswith(h + '.') for h in HOST_ONLY_KEYS)
 
 
 def settings_key(config):
   """The config's settings that can reach a traced computation, as one string."""
-  flat = _flat(config.copy_and_resolve_references().to_dict())
+  flat = traverse_util.flatten_dict(config.copy_and_resolve_references().to_dict(), sep='.')
   return json.dumps({k: v for k, v in flat.items() if not is_host_only(k)}, sort_keys=True, default=repr)
 
 
