@@ -48,6 +48,7 @@ class RunPrograms:
                                       parallel.compiler_options(self.config))
     return self._init
 
+
 def total_steps_of(config, dataset_size):
   """config.train.total_steps, or epochs over the training split at the global batch."""
   if config.train.total_steps > 0:

@@ -5,11 +5,11 @@ a traced computation (HOST_ONLY_KEYS: the seed, which reaches the programs only 
 where the data, checkpoints and logs are; the study's, demo's and experiment's bookkeeping) run the same programs,
 so the second run gets the first's jitted functions back, with their traces and executables, instead of tracing
 and lowering them again and reading them from the persistent compile cache (on the 2-core CPU a CSVR step read
-back costs ~1 s, its trace and lowering ~3-10 s; docs/performance.md, "Programs shared between runs").
+back costs ~1 s, its trace and lowering ~3-10 s; docs/performance.md, the test suite's fourth round).
 
 A key is the kind of program, the config's other settings and whatever else the caller's program depends on (the
 mesh, the step count of a learning-rate schedule, the stage, the model). tests/test_shared_programs.py changes every
-host-only setting and checks that each shared program lowers to the same text.
+host-only setting and checks that each shared program traces to the same jaxpr.
 """
 import collections
 import json
@@ -46,7 +46,3 @@ def shared(kind, config, *extra, build):
   while len(_programs) > MAX_PROGRAMS:
     _programs.popitem(last=False)
   return value
-
-
-def clear():
-  _programs.clear()
