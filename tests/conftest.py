@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LONGEST_FIRST = (
     'tests/test_study.py::test_quick_study_runs_resumes_and_repeats_exactly',  # 470 s
     'tests/test_demo.py::test_quickstart_notebook_runs_the_quick_demo',  # 230 s cold
-    'tests/test_multiprocess.py::test_two_processes_with_jax_distributed_hold_identical_params',  # 175 s
     'tests/test_elastic_resume.py::test_checkpoints_resume_after_kill9_and_on_another_number_of_devices',  # 170 s
+    'tests/test_multiprocess.py::test_two_processes_with_jax_distributed_hold_identical_params',  # 105 s
     'tests/test_pretrain.py::test_one_stage_and_alternating_give_the_same_gradients',  # 87 + 50 s
     'tests/test_pretrain.py::test_eight_devices_match_one_device',  # 80 s
     'tests/test_study.py::test_supervised_vnet_yardstick_trains_the_study_vnet_on_rgb_and_frame_differences',

@@ -1,11 +1,15 @@
-"""Subprocess driver of the resume tests: `python tests/elastic_driver.py DEVICES WORKDIR DATASET STEPS
-[fresh_data_order | kill_after_2]`.
+"""Subprocess driver of the resume tests: `python tests/elastic_driver.py DEVICES DATASET STEPS RUN [RUN ...]`,
+RUN = WORKDIR[,OPTION...].
 
 Pretrains the tiny config (pretrain_fixtures.tiny_config, checkpoints every 2 steps) for STEPS steps in one
-process with DEVICES fake CPU devices, resuming from WORKDIR's latest checkpoint if there is one, with the
-data iterator as --mode=pretrain builds it. Appends the video indices of every batch it takes to
-WORKDIR/batches.jsonl. fresh_data_order: config.checkpoint.resume_data_order=False. kill_after_2: SIGKILLs
-itself when asked for its third batch once the step-2 checkpoint is on disk, i.e. between checkpoints.
+process with DEVICES fake CPU devices, once per RUN in order, each resuming from its WORKDIR's latest checkpoint if
+there is one, with the data iterator as --mode=pretrain builds it. Runs of one process share their jitted programs
+(csvr_jax/train/shared_programs.py), as a study process's jobs do; each prints `driver: run WORKDIR` first.
+Appends the video indices of every batch it takes to WORKDIR/batches.jsonl. Options: fresh_data_order:
+config.checkpoint.resume_data_order=False. kill_after_2: SIGKILLs the process when the run asks for its third batch
+once the step-2 checkpoint is on disk, i.e. between checkpoints. pose_context: the pose and context branches only
+(loss.branches), the two-process test's config. wait=FILE: starts the run once FILE exists (the test makes it when
+the run's checkpoint is in place).
 """
 import json
 import os
@@ -13,9 +17,8 @@ import signal
 import sys
 import time
 
-DEVICES, WORKDIR, DATASET, STEPS = sys.argv[1:5]
-FRESH_DATA_ORDER = sys.argv[5:] == ['fresh_data_order']
-KILL_AFTER_2 = sys.argv[5:] == ['kill_after_2']
+DEVICES, DATASET, STEPS = sys.argv[1:4]
+RUNS = [run.split(',') for run in sys.argv[4:]]
 os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={DEVICES}'
 os.environ['JAX_PLATFORMS'] = 'cpu'
 sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(__file__)]
@@ -31,19 +34,19 @@ from csvr_jax.train import pretrain  # pylint: disable=g-import-not-at-top,wrong
 class RecordBatches:
   """Hands out the loader's batches, appending each one's 'video_index' to batches.jsonl."""
 
-  def __init__(self, it):
-    self.it, self.taken = it, 0
+  def __init__(self, it, workdir, kill_after_2):
+    self.it, self.workdir, self.kill_after_2, self.taken = it, workdir, kill_after_2, 0
 
   def __next__(self):
     self.taken += 1
-    if KILL_AFTER_2 and self.taken == 3:
-      done = os.path.join(WORKDIR, 'checkpoints', '2')
+    if self.kill_after_2 and self.taken == 3:
+      done = os.path.join(self.workdir, 'checkpoints', '2')
       while not os.path.isdir(done):  # orbax renames the temporary folder when the save is complete
         time.sleep(0.05)
       time.sleep(0.5)
       os.kill(os.getpid(), signal.SIGKILL)
     batch = next(self.it)
-    with open(os.path.join(WORKDIR, 'batches.jsonl'), 'a') as f:
+    with open(os.path.join(self.workdir, 'batches.jsonl'), 'a') as f:
       f.write(json.dumps({'devices': jax.device_count(), 'video_index': batch['video_index'].tolist()}) + '\n')
     return batch
 
@@ -57,19 +60,33 @@ class RecordBatches:
     self.it.start_prefetch()
 
 
-def main():
+def train(workdir, options):
+  """One run: pretrains the tiny config in `workdir` (resuming from its latest checkpoint) for STEPS steps."""
+  unknown = {o for o in options if not o.startswith('wait=')} - {'fresh_data_order', 'kill_after_2', 'pose_context'}
+  assert not unknown, unknown
   c = fx.tiny_config(DATASET)
   c.train.total_steps = int(STEPS)
+  if 'pose_context' in options:
+    c.loss.branches = ('pose', 'context')
   c.checkpoint.keep = 10
   c.logging.image_every_steps = 1000  # (image logging is covered in-process; here it would only add compiles)
-  c.checkpoint.resume_data_order = not FRESH_DATA_ORDER
+  c.checkpoint.resume_data_order = 'fresh_data_order' not in options
   c.evals = ConfigDict()  # training steps only: no evaluators at the checkpoints
-  assert jax.device_count() == int(DEVICES) and jax.process_count() == 1
-  os.makedirs(WORKDIR, exist_ok=True)
+  os.makedirs(workdir, exist_ok=True)
   loader, _ = pretrain.make_loader(c)
-  state, _ = pretrain.train(c, WORKDIR, RecordBatches(iter(loader)), c.train.total_steps,
-                            init_variables=fx.fast_init(networks.Networks(c)))
+  data = RecordBatches(iter(loader), workdir, 'kill_after_2' in options)
+  state, _ = pretrain.train(c, workdir, data, c.train.total_steps, init_variables=fx.fast_init(networks.Networks(c)))
   print('driver: done at step', int(state.step.addressable_data(0)), flush=True)
+
+
+def main():
+  assert jax.device_count() == int(DEVICES) and jax.process_count() == 1
+  for workdir, *options in RUNS:
+    for wait in (o[len('wait='):] for o in options if o.startswith('wait=')):
+      while not os.path.exists(wait):
+        time.sleep(0.1)
+    print('driver: run', workdir, flush=True)
+    train(workdir, options)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 """Subprocess driver of the two-process test: `python tests/pretrain_driver.py dist WORKDIR DATASET PID PORT`.
 
-Process PID of two jax.distributed processes on CPU with gloo, 2 fake devices each: 2 joint steps of the tiny
-config; writes its final params to WORKDIR/params_PID.npz.
+Process PID of two jax.distributed processes on CPU with gloo, 2 fake devices each: 2 steps of the tiny config's
+pose and context branches (tests/test_multiprocess.py says why not the video branch); writes its final params to
+WORKDIR/params_PID.npz.
 """
 import os
 import sys
@@ -28,6 +29,7 @@ def main():
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   c.distributed.update(coordinator_address=f'localhost:{port}', num_processes=2, process_id=pid)
   c.train.total_steps = 2
+  c.loss.branches = ('pose', 'context')  # (elastic_driver.py's pose_context: the resumes read this checkpoint)
   c.logging.image_every_steps = 1000  # (image logging is covered in-process; here it would only add compiles)
   c.evals = ConfigDict()  # training steps only: the evaluators are covered in-process (tests/test_pretext.py)
   parallel.initialize(c)

@@ -32,14 +32,23 @@ def env_and_data(tmp_path_factory):
   return env, fx.write_toy_dataset(tmp_path_factory.mktemp('toy'))
 
 
-def drive(env, devices, workdir, data, steps, *extra, check=True):
-  """Runs tests/elastic_driver.py (one process, `devices` fake CPU devices) -> CompletedProcess."""
-  p = subprocess.run([sys.executable, DRIVER, str(devices), str(workdir), data, str(steps), *extra], env=env,
-                     capture_output=True, text=True, timeout=TIMEOUT)
+def _command(devices, data, steps, runs):
+  return [sys.executable, DRIVER, str(devices), data, str(steps), *map(str, runs)]
+
+
+def drive(env, devices, data, steps, *runs, check=True):
+  """Runs tests/elastic_driver.py (one process, `devices` fake CPU devices; `runs`: 'WORKDIR[,OPTION...]' each,
+  one after another) -> CompletedProcess."""
+  p = subprocess.run(_command(devices, data, steps, runs), env=env, capture_output=True, text=True, timeout=TIMEOUT)
   if check and p.returncode:
     raise AssertionError(f'driver on {devices} devices exited {p.returncode}:\n{p.stdout[-3000:]}\n'
                          f'{p.stderr[-3000:]}')
   return p
+
+
+def run_output(stdout, workdir):
+  """The part of a driver's stdout that its run in `workdir` printed."""
+  return stdout.split(f'driver: run {workdir}\n')[1].split('driver: run ')[0]
 
 
 def _resume_copy(src, dst, from_step):
@@ -87,37 +96,48 @@ def test_checkpoints_resume_after_kill9_and_on_another_number_of_devices(env_and
   resume on another device count are held to 2e-5, later ones to 1e-3. A lost optimizer state, rng or data
   position moves them by percents."""
   env, data = env_and_data
-  straight = tmp_path / 'straight_1dev'
-  drive(env, 1, straight, data, STEPS)  # uninterrupted; checkpoints 2, 4, 6
-
-  # kill -9 between checkpoints 2 and 4, then the same command again: bitwise the uninterrupted run.
-  killed = drive(env, 1, tmp_path / 'killed', data, STEPS, 'kill_after_2', check=False)
-  assert killed.returncode == -9, killed.stderr[-2000:]
-  assert sorted(os.listdir(tmp_path / 'killed' / 'checkpoints')) == ['2']
-  rerun = drive(env, 1, tmp_path / 'killed', data, STEPS)
-  assert 'resumed from step 2' in rerun.stdout
-  (want, want_step), (got, got_step) = _flat_params(straight), _flat_params(tmp_path / 'killed')
+  straight, killed, to_8dev, to_1dev = (tmp_path / d for d in ('straight_1dev', 'killed', 'to_8dev', 'to_1dev'))
+  # Three processes (each traces the programs once; a process's later runs share them): the uninterrupted run
+  # (checkpoints 2, 4, 6), then in the same process a run killed (-9) between checkpoints 2 and 4.
+  first = drive(env, 1, data, STEPS, straight, f'{killed},kill_after_2', check=False)
+  assert first.returncode == -9, first.stderr[-2000:]
+  assert 'driver: done at step 6' in run_output(first.stdout, straight)
+  assert sorted(os.listdir(killed / 'checkpoints')) == ['2']
+  # A fresh process reruns the killed run's command (bitwise the uninterrupted run), then goes on from the 8-device
+  # run's step-4 checkpoint (8 -> 1 device) once it is there; the 8-device run goes on from the uninterrupted
+  # run's step-2 checkpoint (1 -> 8 devices) beside it.
+  _resume_copy(straight, to_8dev, from_step=2)
+  go_down = tmp_path / 'to_1dev_ready'
+  ones = subprocess.Popen(_command(1, data, STEPS, [killed, f'{to_1dev},wait={go_down}']), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    up = drive(env, 8, data, STEPS, to_8dev)  # writes checkpoints 4, 6
+    _resume_copy(to_8dev, to_1dev, from_step=4)
+    go_down.touch()
+    out, err = ones.communicate(timeout=TIMEOUT)
+  finally:
+    if ones.poll() is None:
+      ones.kill()
+  assert ones.returncode == 0, f'{out[-3000:]}\n{err[-3000:]}'
+  assert 'resumed from step 2' in run_output(out, killed)
+  (want, want_step), (got, got_step) = _flat_params(straight), _flat_params(killed)
   assert want_step == got_step == STEPS and want.keys() == got.keys() and len(want) > 50
   for k in want:
     np.testing.assert_array_equal(got[k], want[k], err_msg=k)
-  assert _losses(tmp_path / 'killed') == _losses(straight)  # steps 1-2 from the killed run, 3-6 from the rerun
-  _resume_copy(straight, tmp_path / 'to_8dev', from_step=2)
-  up = drive(env, 8, tmp_path / 'to_8dev', data, STEPS)  # 1 -> 8 devices; goes on, writing checkpoints 4, 6
-  _resume_copy(tmp_path / 'to_8dev', tmp_path / 'to_1dev', from_step=4)
-  down = drive(env, 1, tmp_path / 'to_1dev', data, STEPS)  # 8 -> 1 device
-  assert 'resumed from step 2' in up.stdout and 'resumed from step 4' in down.stdout
+  assert _losses(killed) == _losses(straight)  # steps 1-2 from the killed run, 3-6 from the rerun
+  assert 'resumed from step 2' in up.stdout and 'resumed from step 4' in run_output(out, to_1dev)
 
   batches = [b['video_index'] for b in _jsonl(straight / 'batches.jsonl')]
   assert len(batches) == STEPS and len({tuple(b) for b in batches}) > 1
-  assert [b['video_index'] for b in _jsonl(tmp_path / 'to_8dev' / 'batches.jsonl')] == batches[2:]
-  assert [b['video_index'] for b in _jsonl(tmp_path / 'to_1dev' / 'batches.jsonl')] == batches[4:]
-  assert {b['devices'] for b in _jsonl(tmp_path / 'to_8dev' / 'batches.jsonl')} == {8}
+  assert [b['video_index'] for b in _jsonl(to_8dev / 'batches.jsonl')] == batches[2:]
+  assert [b['video_index'] for b in _jsonl(to_1dev / 'batches.jsonl')] == batches[4:]
+  assert {b['devices'] for b in _jsonl(to_8dev / 'batches.jsonl')} == {8}
 
-  want_up, got_up, got_down = _losses(straight), _losses(tmp_path / 'to_8dev'), _losses(tmp_path / 'to_1dev')
+  want_up, got_up, got_down = _losses(straight), _losses(to_8dev), _losses(to_1dev)
   up_near = _assert_same_metrics({s: got_up[s] for s in (3, 4)}, want_up, [3, 4], rtol=2e-5, atol=1e-5)
   up_far = _assert_same_metrics({s: got_up[s] for s in (5, 6)}, want_up, [5, 6], rtol=1e-3, atol=1e-4)
   down_near = _assert_same_metrics(got_down, got_up, [5, 6], rtol=2e-5, atol=1e-5)
-  final = [checkpoint.read_checkpoint_item(str(d))[0]['params'] for d in (tmp_path / 'to_8dev', tmp_path / 'to_1dev')]
+  final = [checkpoint.read_checkpoint_item(str(d))[0]['params'] for d in (to_8dev, to_1dev)]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *final)
   print(f'largest relative metric difference: 1 -> 8 devices {up_near:.1e} (2 steps), {up_far:.1e} (3-4 steps); '
         f'8 -> 1 {down_near:.1e} (2 steps)')
