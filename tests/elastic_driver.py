@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 
+PARENT = os.getppid()  # (before the slow imports: a wait= run gives up when the test that started it is gone)
 DEVICES, DATASET, STEPS = sys.argv[1:4]
 RUNS = [run.split(',') for run in sys.argv[4:]]
 os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={DEVICES}'
@@ -84,6 +85,8 @@ def main():
   for workdir, *options in RUNS:
     for wait in (o[len('wait='):] for o in options if o.startswith('wait=')):
       while not os.path.exists(wait):
+        if os.getppid() != PARENT:  # the test that started this process is gone: so is the reason to wait
+          sys.exit(f'driver: the parent process died while waiting for {wait}')
         time.sleep(0.1)
     print('driver: run', workdir, flush=True)
     train(workdir, options)
