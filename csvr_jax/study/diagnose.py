@@ -21,6 +21,7 @@ A sampler that draws from the true distribution of futures has a spread equal to
 its one-sample MSE is about twice the best deterministic predictor's; a spread near 0 says the noise is ignored.
 Output: one line per part and a JSON file beside the run (gradients_step<N>.json; a later call adds its parts).
 """
+import functools
 import json
 import os
 
@@ -115,6 +116,7 @@ def summarize(grads):
 def pose_share_of_fi(config, export_dir, max_batches=8):
   """{'fi_pose_share': mean over dimensions of Var(f_i(poses) - f_i(other clip's poses)) / (2 Var(f_i)),
   'gate_mean': mean of M} on test clips of the eval loader (module docstring); one device."""
+  from csvr_jax import parallel  # pylint: disable=g-import-not-at-top
   from csvr_jax.data import augment  # pylint: disable=g-import-not-at-top
   from csvr_jax.models import downstream  # pylint: disable=g-import-not-at-top
   from csvr_jax.train import backbone_init, evaluate  # pylint: disable=g-import-not-at-top
@@ -123,7 +125,7 @@ def pose_share_of_fi(config, export_dir, max_batches=8):
   model, variables, _ = backbone_init.load_downstream(c)
   loader, _ = evaluate.eval_batches(c, c.data.dataset_dir, c.data.eval_split, parallel_mesh(c))
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=parallel.compiler_options(c))
   def pooled(variables, clip, pose_in, conf):
     """-> (pooled f_i (B, C), pooled (1 - M) beta_d (B, C), mean gate M), f_i as DownstreamFeatures('fi')."""
     params, stats = variables['params'], variables['batch_stats']
@@ -170,12 +172,13 @@ def split_pose_error(samples, target, conf):
 def pose_error_split(config, restored, num_samples):
   """{'sample', 'mean', 'spread': MSE x100, and each '/repeat_last'} on the pretext metric's held-out clips, for
   the `restored` state (restore_state)."""
+  from csvr_jax import parallel  # pylint: disable=g-import-not-at-top
   from csvr_jax.train import pretext  # pylint: disable=g-import-not-at-top
   _, nets, _, state = restored
   batches = pretext.load_held_out(config)  # the pretext metric's clips and views
   params, stats = state.params['pose_g'], state.batch_stats['pose_g']
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=parallel.compiler_options(config))
   def sample(pose_in, valid_in, keys):
     draw = lambda k: nets.apply('pose_g', params, stats, pose_in, valid_in, train=False, noise_keys=k)[0][0]
     return jax.vmap(draw)(keys)
