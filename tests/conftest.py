@@ -21,31 +21,34 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-# The suite's longest tests (CPU seconds on the 2-core CI machine, docs/performance.md), started first: pytest-xdist
-# hands tests out in collection order, two per worker at a time (pytest.ini: --maxschedchunk=1), so the long ones
-# run beside the many short ones instead of one worker running the quick study alone at the end (30-470 s each;
-# the rest of the suite is ~2,100 s over 400 tests). The notebook's quick demo comes second so that it runs after
-# the quick study on the same worker and reads the programs the study compiled (the two share their shapes).
-LONGEST_FIRST = (
-    'tests/test_study.py::test_quick_study_runs_resumes_and_repeats_exactly',  # 470 s
-    'tests/test_demo.py::test_quickstart_notebook_runs_the_quick_demo',  # 230 s cold
-    'tests/test_elastic_resume.py::test_checkpoints_resume_after_kill9_and_on_another_number_of_devices',  # 170 s
-    'tests/test_multiprocess.py::test_two_processes_with_jax_distributed_hold_identical_params',  # 105 s
-    'tests/test_pretrain.py::test_one_stage_and_alternating_give_the_same_gradients',  # 87 + 50 s
-    'tests/test_pretrain.py::test_eight_devices_match_one_device',  # 80 s
-    'tests/test_study.py::test_supervised_vnet_yardstick_trains_the_study_vnet_on_rgb_and_frame_differences',
-    'tests/test_experiment.py::test_table1_pose_row_pretrains_the_pose_branch_and_finetunes_f_d',
-    'tests/test_pretrain.py::test_end_to_end_two_stages_compile_once_then_export',
-    'tests/test_study.py::test_gpu_study_launcher_returns_its_state_and_the_next_call_resumes_from_it',
-    'tests/test_finetune.py::test_finetune_learns_and_resumes',
-    'tests/test_pose_gan.py::test_residual_generator_starts_at_the_last_observed_pose_and_learns_a_displacement',
-    'tests/test_tgan2.py::test_dense_rendering_from_a_tgan2_trained_state',
-    'tests/test_experiment.py::test_scratch_row_evaluates_a_random_initialisation',
-    'tests/test_data_prep_real_e2e.py::test_clean_and_jerk_build_pretrain_export_retrieve',  # 30 s
+# pytest-xdist hands out whole test files (pytest.ini: --dist loadfile), so that a file's module fixtures and the
+# programs its tests trace (csvr_jax/train/shared_programs.py keeps them for the process) are built by one worker,
+# not by both: the suite's CPU time is the bound on the 2-core CI machine (docs/performance.md, "Sixth round").
+# Files go out in the order below, then the rest in collection order (--no-loadscope-reorder), a worker taking the
+# next one when its own has at most two tests left. CPU seconds on the 2-core VM, per file:
+# * the quick study (410 of its file's 540) starts at once, beside the in-process engine tests, not beside the
+#   tests that run two or three processes of their own (elastic, two processes), which would make 4-5 busy
+#   processes on 2 cores;
+# * the notebook's quick demo starts once the quick study has compiled the programs the two share (150 s instead
+#   of 230 cold);
+# * the multi-process tests come before the ~300 short tests, which then even out the two workers' ends.
+FILE_ORDER = (
+    'tests/test_study.py',  # 540
+    'tests/test_pretrain.py',  # 280
+    'tests/test_backbones.py',  # 100
+    'tests/test_finetune.py',  # 115
+    'tests/test_experiment.py',  # 100
+    'tests/test_demo.py',  # 150
+    'tests/test_bench_steps.py',  # 95
+    'tests/test_elastic_resume.py',  # 160, three processes
+    'tests/test_multiprocess.py',  # 105, two processes
+    'tests/test_pretext.py',  # 70
 )
+FIRST_IN_FILE = ('tests/test_study.py::test_quick_study_runs_resumes_and_repeats_exactly',)
 
 
 def pytest_collection_modifyitems(config, items):
   del config
-  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.nodeid.split('[')[0], len(rank)))  # stable: the rest keep their order
+  files = {name: i for i, name in enumerate(FILE_ORDER)}
+  first = set(FIRST_IN_FILE)
+  items.sort(key=lambda item: (files.get(item.nodeid.split('::')[0], len(files)), item.nodeid not in first))
